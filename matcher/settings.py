@@ -1,0 +1,70 @@
+"""The one settings class: everything configurable, read from the environment (MATCHER_*)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Engine configuration. Every field can be set as MATCHER_<NAME> (e.g. MATCHER_DATABASE_URL).
+
+    KAFKA_BOOTSTRAP_SERVERS is also honoured without the prefix, as Kafka tools expect.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="MATCHER_", extra="ignore")
+
+    # Kafka
+    kafka_bootstrap_servers: str = Field(
+        default="127.0.0.1:19092",
+        validation_alias="KAFKA_BOOTSTRAP_SERVERS",
+        description="Kafka bootstrap servers, comma separated.",
+    )
+    topic_prefix: str = Field(default="charity", description="Prefix of every topic name.")
+    topic_partitions: int = Field(default=3, ge=1, description="Partitions of created topics.")
+    consumer_group: str = Field(default="charity-matcher", description="Engine consumer group.")
+    batch_max_records: int = Field(default=500, ge=1, description="Most events applied at once.")
+
+    # Local broker (matcher kafka up)
+    kafka_version: str = Field(default="4.1.1", description="Apache Kafka version to run.")
+    kafka_home: Path = Field(default=PROJECT_ROOT / ".kafka",
+                             description="Jars, config, data and logs of the local broker.")
+    kafka_heap: str = Field(default="512m", description="Heap of the local broker JVM.")
+    kafka_port: int = Field(default=19092, description="Client port of the local broker.")
+    kafka_controller_port: int = Field(default=19093,
+                                       description="Controller port of the local broker.")
+
+    # Storage
+    database_url: str = Field(
+        default=f"sqlite:///{PROJECT_ROOT / '.data' / 'matcher.db'}",
+        description="SQLAlchemy URL: sqlite:///path.db (default) or "
+        "postgresql+psycopg://user:pass@host/db.",
+    )
+
+    # Matching
+    shard_level: str = Field(default="workstation",
+                             description="Hierarchy level a matching shard covers: "
+                             "'centre' (whole district) or 'workstation'.")
+    batch_window_s: float = Field(default=1.0, gt=0, le=60,
+                                  description="How long changes gather before a matching batch.")
+    solver_time_limit_s: float = Field(default=5.0, gt=0, description="Time limit of a solve.")
+    solver_workers: int = Field(default=2, ge=1, description="CP-SAT search workers.")
+    candidates_per_item: int = Field(default=30, ge=1,
+                                     description="Most candidate offers kept per need item.")
+
+    # Service
+    http_host: str = Field(default="127.0.0.1", description="Host of the health/metrics server.")
+    http_port: int = Field(default=8080, description="Port of the health/metrics server.")
+    log_level: str = Field(default="INFO", description="Log level.")
+    log_json: bool = Field(default=True, description="Log one JSON object per line.")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

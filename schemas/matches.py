@@ -1,0 +1,177 @@
+"""Matches: proposals made by the engine, decisions by coordinators, fulfilment by partners."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import Field, TypeAdapter
+
+from schemas.common import Identifier, TimeWindow, WireModel
+from schemas.envelope import Envelope
+from schemas.offers import OfferKind
+
+
+class ScoreTerm(WireModel):
+    """One named soft term of a proposal's score."""
+
+    name: str = Field(description="Name of the term.", examples=["urgency"])
+    weight: float = Field(description="Weight of the term in the configuration.", examples=[10.0])
+    value: float = Field(description="Raw value of the term for this match, 0..1.",
+                         examples=[0.8])
+    contribution: float = Field(description="weight x value, added to the score.",
+                                examples=[8.0])
+
+
+class RunnerUp(WireModel):
+    """An eligible offer that was not chosen, and why."""
+
+    offer_id: Identifier = Field(description="The offer not chosen.", examples=["offer-v-0077"])
+    score: float = Field(description="Its score for this item.", examples=[41.5])
+    why_lost: str = Field(description="Why it lost, in words.",
+                          examples=["lower score: farther away (6.1 km vs 1.2 km)"])
+
+
+class Explanation(WireModel):
+    """Why the engine proposed this match."""
+
+    rules_passed: list[str] = Field(
+        description="Names of the eligibility rules the match passed.",
+        examples=[["kind_matches", "skill_matches", "within_travel_radius",
+                   "time_windows_overlap"]],
+    )
+    score_terms: list[ScoreTerm] = Field(description="The score, term by term.")
+    runner_ups: list[RunnerUp] = Field(default_factory=list,
+                                       description="Best offers not chosen, with reasons.")
+    solver_status: str = Field(description="Status of the solve that made it.",
+                               examples=["OPTIMAL"])
+
+
+class ProposalStatus(StrEnum):
+    """Lifecycle of a proposal."""
+
+    PROPOSED = "proposed"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    REVOKED = "revoked"
+    FULFILLED = "fulfilled"
+    NO_SHOW = "no_show"
+    CANCELLED = "cancelled"
+
+
+class Proposal(WireModel):
+    """A suggested allocation of (part of) an offer to a need item."""
+
+    proposal_id: Identifier = Field(description="Id of the proposal.", examples=["prop-1a2b3c"])
+    case_id: Identifier = Field(description="Case served.", examples=["case-000381"])
+    item_id: Identifier = Field(description="Item of the case served.", examples=["i1"])
+    grid_id: Identifier = Field(description="Grid of the case.",
+                                examples=["ws-gongchen-studio-3-grid-2"])
+    offer_id: Identifier = Field(description="Offer used.", examples=["offer-v-0042"])
+    partner_id: Identifier = Field(description="Partner owning the offer.",
+                                   examples=["partner-017"])
+    kind: OfferKind = Field(description="Kind of offer.", examples=["volunteer"])
+    amount: float = Field(gt=0, description="How much of the offer is allocated (item units).",
+                          examples=[2])
+    unit: str = Field(description="Unit of amount.", examples=["hours"])
+    window: TimeWindow | None = Field(
+        default=None, description="When it happens, where both sides' windows meet.",
+        examples=[{"start": "2026-11-30T09:00:00+08:00", "end": "2026-11-30T11:00:00+08:00"}],
+    )
+    score: float = Field(description="Total score of the match.", examples=[57.3])
+    explanation: Explanation = Field(description="Rules, score terms and runner-ups.")
+
+
+class MatchProposed(Envelope):
+    """The engine proposed a match; a coordinator will decide."""
+
+    event_type: Literal["match.proposed"] = Field(
+        default="match.proposed", description="Event discriminator.", examples=["match.proposed"]
+    )
+    payload: Proposal = Field(description="The proposal.")
+
+
+class Decision(StrEnum):
+    """What a coordinator can decide."""
+
+    APPROVE = "approve"
+    REJECT = "reject"
+    REQUEST_ALTERNATIVE = "request_alternative"
+
+
+class DecisionPayload(WireModel):
+    """A coordinator's decision on a proposal."""
+
+    proposal_id: Identifier = Field(description="The proposal decided.", examples=["prop-1a2b3c"])
+    decision: Decision = Field(description="The decision.", examples=["approve"])
+    coordinator_id: Identifier = Field(description="Who decided.", examples=["coord-gongchen"])
+    reason: str = Field(default="", max_length=500, description="Why (required to reject).",
+                        examples=["volunteer lives too far for a weekly visit"])
+
+
+class MatchDecided(Envelope):
+    """A coordinator decided on a proposal."""
+
+    event_type: Literal["match.decided"] = Field(
+        default="match.decided", description="Event discriminator.", examples=["match.decided"]
+    )
+    payload: DecisionPayload = Field(description="The decision.")
+
+
+class Outcome(StrEnum):
+    """How an approved match ended."""
+
+    FULFILLED = "fulfilled"
+    NO_SHOW = "no_show"
+    CANCELLED = "cancelled"
+
+
+class FulfilmentPayload(WireModel):
+    """A partner reports how an approved match went."""
+
+    proposal_id: Identifier = Field(description="The approved proposal.",
+                                    examples=["prop-1a2b3c"])
+    outcome: Outcome = Field(description="How it ended.", examples=["fulfilled"])
+    delivered: float = Field(default=0, ge=0, description="Amount actually given (item units).",
+                             examples=[2])
+    note: str = Field(default="", max_length=500, description="Free text.",
+                      examples=["stayed for tea"])
+
+
+class MatchFulfilled(Envelope):
+    """A partner reported the outcome of an approved match."""
+
+    event_type: Literal["match.fulfilled"] = Field(
+        default="match.fulfilled", description="Event discriminator.",
+        examples=["match.fulfilled"],
+    )
+    payload: FulfilmentPayload = Field(description="The outcome.")
+
+
+class Unmatched(WireModel):
+    """A need item the engine could not (fully) serve in a batch, and why."""
+
+    case_id: Identifier = Field(description="Case.", examples=["case-000381"])
+    item_id: Identifier = Field(description="Item.", examples=["i1"])
+    grid_id: Identifier = Field(description="Grid of the case.",
+                                examples=["ws-gongchen-studio-3-grid-2"])
+    open_quantity: float = Field(description="What is still unserved.", examples=[2])
+    reason_code: str = Field(description="Machine-readable reason.",
+                             examples=["no_eligible_offer"])
+    reason: str = Field(description="Reason in words.",
+                        examples=["no volunteer with skill 'physiotherapy' within reach"])
+
+
+class NeedUnmatched(Envelope):
+    """A need item is left (partly) unmatched after a batch."""
+
+    event_type: Literal["need.unmatched"] = Field(
+        default="need.unmatched", description="Event discriminator.", examples=["need.unmatched"]
+    )
+    payload: Unmatched = Field(description="The item and the reason.")
+
+
+decision_event_adapter: TypeAdapter[MatchDecided] = TypeAdapter(MatchDecided)
+FulfilmentEvent = Annotated[MatchFulfilled, Field(discriminator="event_type")]
+fulfilment_event_adapter: TypeAdapter[MatchFulfilled] = TypeAdapter(MatchFulfilled)

@@ -1,0 +1,91 @@
+"""The hierarchy of the union and the partners that publish offers."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import Field, TypeAdapter, model_validator
+
+from schemas.common import Identifier, Level, Location, WireModel
+from schemas.envelope import Envelope
+
+
+class PartnerKind(StrEnum):
+    """Kinds of organisation that join the union."""
+
+    ENTERPRISE = "enterprise"
+    CHARITY = "charity"
+    SOCIAL_WORK_AGENCY = "social_work_agency"
+    VOLUNTEER_GROUP = "volunteer_group"
+    MERCHANT = "merchant"
+    GOVERNMENT_DEPARTMENT = "government_department"
+
+
+class Node(WireModel):
+    """One node of the four-level hierarchy: centre > workstation > studio > grid."""
+
+    node_id: Identifier = Field(
+        description="Stable id of the node.", examples=["ws-gongchen-studio-3-grid-2"]
+    )
+    level: Level = Field(description="Level of the node in the hierarchy.", examples=["grid"])
+    parent_id: Identifier | None = Field(
+        default=None,
+        description="Id of the parent node; only the district charity centre has none.",
+        examples=["ws-gongchen-studio-3"],
+    )
+    name: str = Field(
+        min_length=1, max_length=120, description="Human name.", examples=["Grid 2, Daguan Studio"]
+    )
+    location: Location | None = Field(
+        default=None,
+        description="A representative point (centroid) of the node's area.",
+        examples=[{"lat": 30.31, "lon": 120.14}],
+    )
+
+    @model_validator(mode="after")
+    def _parent_matches_level(self) -> Node:
+        if (self.level is Level.CENTRE) != (self.parent_id is None):
+            raise ValueError("the centre, and only the centre, has no parent")
+        return self
+
+
+class Partner(WireModel):
+    """An organisation that publishes offers."""
+
+    partner_id: Identifier = Field(description="Stable id of the partner.", examples=["partner-017"])
+    name: str = Field(
+        min_length=1, max_length=160, description="Organisation name.",
+        examples=["Gongchen Elderly Care Technology Co."],
+    )
+    kind: PartnerKind = Field(description="Kind of organisation.", examples=["enterprise"])
+    home_node_id: Identifier = Field(
+        description="Node of the hierarchy the partner is attached to.",
+        examples=["ws-gongchen"],
+    )
+
+
+class NodeRegistered(Envelope):
+    """A hierarchy node was created or renamed (the hierarchy is data the engine keeps)."""
+
+    event_type: Literal["node.registered"] = Field(
+        default="node.registered", description="Event discriminator.", examples=["node.registered"]
+    )
+    payload: Node = Field(description="The node.")
+
+
+class PartnerRegistered(Envelope):
+    """A partner joined the union (or changed its details)."""
+
+    event_type: Literal["partner.registered"] = Field(
+        default="partner.registered",
+        description="Event discriminator.",
+        examples=["partner.registered"],
+    )
+    payload: Partner = Field(description="The partner.")
+
+
+RegistryEvent = Annotated[NodeRegistered | PartnerRegistered, Field(discriminator="event_type")]
+registry_event_adapter: TypeAdapter[NodeRegistered | PartnerRegistered] = TypeAdapter(
+    RegistryEvent
+)

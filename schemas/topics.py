@@ -1,0 +1,56 @@
+"""Names of the topics, derived from one configurable prefix."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Every topic the engine reads or writes.
+
+    Keys: offers by offer id, needs by case id, registry by node/partner id, decisions and
+    fulfilment by proposal id, proposals and unmatched by case id; so per-entity order holds.
+    """
+
+    prefix: str = "charity"
+
+    @property
+    def registry(self) -> str:
+        return f"{self.prefix}.registry"
+
+    @property
+    def offers(self) -> str:
+        return f"{self.prefix}.offers"
+
+    @property
+    def needs(self) -> str:
+        return f"{self.prefix}.needs"
+
+    @property
+    def decisions(self) -> str:
+        return f"{self.prefix}.decisions"
+
+    @property
+    def fulfilments(self) -> str:
+        return f"{self.prefix}.fulfilments"
+
+    @property
+    def proposals(self) -> str:
+        return f"{self.prefix}.proposals"
+
+    @property
+    def unmatched(self) -> str:
+        return f"{self.prefix}.unmatched"
+
+    @property
+    def dead_letter(self) -> str:
+        return f"{self.prefix}.dead-letter"
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return (self.registry, self.offers, self.needs, self.decisions, self.fulfilments)
+
+    @property
+    def all(self) -> tuple[str, ...]:
+        return (*self.inputs, self.proposals, self.unmatched, self.dead_letter)
