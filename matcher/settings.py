@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     )
 
     # Matching
-    shard_level: str = Field(default="workstation",
+    shard_level: str = Field(default="centre",
                              description="Hierarchy level a matching shard covers: "
                              "'centre' (whole district) or 'workstation'.")
     batch_window_s: float = Field(default=1.0, gt=0, le=60,

@@ -175,3 +175,26 @@ class NeedUnmatched(Envelope):
 decision_event_adapter: TypeAdapter[MatchDecided] = TypeAdapter(MatchDecided)
 FulfilmentEvent = Annotated[MatchFulfilled, Field(discriminator="event_type")]
 fulfilment_event_adapter: TypeAdapter[MatchFulfilled] = TypeAdapter(MatchFulfilled)
+
+
+class Revocation(WireModel):
+    """The engine took a proposal back (offer withdrawn, case closed or changed, plan moved)."""
+
+    proposal_id: Identifier = Field(description="The proposal revoked.", examples=["prop-1a2b3c"])
+    case_id: Identifier = Field(description="Case it served.", examples=["case-000381"])
+    item_id: Identifier = Field(description="Item it served.", examples=["i1"])
+    offer_id: Identifier = Field(description="Offer it used.", examples=["offer-v-0042"])
+    previous_status: ProposalStatus = Field(description="Status before revocation.",
+                                            examples=["approved"])
+    reason_code: str = Field(description="Machine-readable reason.", examples=["offer_withdrawn"])
+    reason: str = Field(description="Reason in words.",
+                        examples=["offer offer-v-0042 was withdrawn: volunteer fell ill"])
+
+
+class MatchRevoked(Envelope):
+    """A proposal or approved match was revoked; its capacity and demand are free again."""
+
+    event_type: Literal["match.revoked"] = Field(
+        default="match.revoked", description="Event discriminator.", examples=["match.revoked"]
+    )
+    payload: Revocation = Field(description="What was revoked, and why.")

@@ -1,0 +1,79 @@
+"""The `matcher` command: run the engine, the demo, the local broker and the solver."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import date
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from matcher.cli_kafka import kafka_app
+from matcher.cli_solve import solve_command
+from matcher.observability import configure_logging
+from matcher.settings import PROJECT_ROOT, get_settings
+
+app = typer.Typer(help="Charity matching engine: offers and needs in, proposals out.",
+                  no_args_is_help=True, add_completion=False)
+app.add_typer(kafka_app)
+app.command("solve", help="Solve a matching problem given as JSON (see README).")(solve_command)
+console = Console(stderr=True)
+
+ASYNCAPI_FILE = PROJECT_ROOT / "docs" / "asyncapi.json"
+
+
+@app.command()
+def run() -> None:
+    """Run the engine service: consume, match, publish; health and metrics over HTTP."""
+    from events.app import build_app
+    from matcher.runner import serve
+
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json)
+    asyncio.run(serve(build_app(settings)))
+
+
+@app.command()
+def demo(
+    day: str = typer.Option("", help="Day to simulate (YYYY-MM-DD); default tomorrow."),
+    seed: int = typer.Option(7, help="Random seed of the simulated district and day."),
+    cases: int = typer.Option(600, help="Cases opened during the day."),
+) -> None:
+    """Start the local broker if needed, run the engine on a fresh SQLite file, feed it a
+    simulated day from 200+ partners and print what was proposed."""
+    from matcher.demo import run_demo
+
+    settings = get_settings()
+    configure_logging("WARNING", json_lines=False)
+    when = date.fromisoformat(day) if day else None
+    asyncio.run(run_demo(settings, console, day=when, seed=seed, cases=cases))
+
+
+@app.command()
+def asyncapi(out: Path = typer.Option(ASYNCAPI_FILE, help="Where to write the document.")
+             ) -> None:
+    """Write the AsyncAPI document generated from the code."""
+    from events.app import asyncapi_of, build_app
+    from matcher.settings import Settings
+
+    document = asyncapi_of(build_app(Settings(database_url="sqlite://")).broker)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(document.to_jsonable(), indent=2, sort_keys=True) + "\n")
+    console.print(f"AsyncAPI document written to {out}")
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database schema up to date."""
+    from matcher.storage.database import migrate as upgrade
+    from matcher.storage.database import open_engine
+
+    settings = get_settings()
+    upgrade(open_engine(settings.database_url))
+    console.print("database is up to date")
+
+
+if __name__ == "__main__":
+    app()

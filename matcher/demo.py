@@ -1,0 +1,124 @@
+"""The Quick start's main job: a simulated day of a whole district through the real engine."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, date, datetime, timedelta
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from events.app import build_app
+from events.lag import consumer_lag
+from matcher.localkafka import LocalKafka
+from matcher.runner import running
+from matcher.services.engine import MatchingEngine
+from matcher.services.summary import Summary, summarize
+from matcher.settings import PROJECT_ROOT, Settings
+from matcher.simulator.day import registry_events, simulate_day
+from matcher.simulator.district import build_district
+from matcher.simulator.publish import publish_events
+from schemas.topics import Topics
+
+DEMO_DB = PROJECT_ROOT / ".data" / "demo.db"
+SETTLE_CHECKS = 3
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=console)
+
+
+async def ensure_broker(settings: Settings, console: Console) -> str:
+    """The configured broker; the project's local one is started when it is the default."""
+    local = LocalKafka(settings)
+    if settings.kafka_bootstrap_servers != local.bootstrap:
+        return settings.kafka_bootstrap_servers
+    with console.status("Starting the local Kafka broker (first run downloads it)..."):
+        return await asyncio.to_thread(local.up)
+
+
+async def wait_until_consumed(settings: Settings, topics: Topics, engine: MatchingEngine,
+                              console: Console, what: str, timeout_s: float = 600) -> None:
+    """Until the engine's group has committed every input record and no batch is pending."""
+    deadline = time.monotonic() + timeout_s
+    settled = 0
+    with console.status(f"Waiting for the engine to {what}...") as status:
+        while settled < SETTLE_CHECKS:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the engine did not {what} within {timeout_s:.0f} s")
+            lag = await consumer_lag(settings.kafka_bootstrap_servers, settings.consumer_group,
+                                     topics.inputs)
+            backlog = len(await asyncio.to_thread(engine.unpublished, 1))
+            busy = lag or engine.pending_shards() or backlog
+            status.update(f"Waiting for the engine to {what}: {lag} events to consume, "
+                          f"{engine.pending_shards()} shards to match")
+            settled = 0 if busy else settled + 1
+            await asyncio.sleep(0.5)
+
+
+def print_summary(summary: Summary, published: int, seconds: float, console: Console,
+                  prefix: str) -> None:
+    """The table a new user sees at the end of the Quick start."""
+    table = Table(title="What the engine proposed for the simulated day")
+    for column in ("kind", "items", "requested", "proposed", "share of qty", "items served",
+                   "proposals"):
+        table.add_column(column, justify="right" if column != "kind" else "left")
+    for kind, row in summary.by_kind.items():
+        share = row.proposed / row.requested if row.requested else 0.0
+        table.add_row(kind, str(row.items), f"{row.requested:,.1f}", f"{row.proposed:,.1f}",
+                      f"{share:.0%}", f"{row.items_served} ({row.share_served:.0%})",
+                      str(row.proposals))
+    console.print(table)
+    console.print(f"Events published: {published}; applied: {summary.events_applied}; "
+                  f"partners registered: {summary.partners}; took {seconds:.1f} s.")
+    if summary.unmatched_reasons:
+        reasons = ", ".join(f"{code}: {n}" for code, n in summary.unmatched_reasons.items())
+        console.print(f"Items left (partly) unmatched, by reason: {reasons}")
+    console.print(f"Topics: {prefix}.*  Database: {DEMO_DB}")
+
+
+async def run_demo(settings: Settings, console: Console, *, day: date | None, seed: int,
+                   cases: int) -> Summary:
+    """Run the whole demo and return its summary."""
+    started = time.monotonic()
+    bootstrap = await ensure_broker(settings, console)
+    stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+    prefix = f"demo-{stamp}"
+    DEMO_DB.parent.mkdir(parents=True, exist_ok=True)
+    for suffix in ("", "-wal", "-shm"):
+        DEMO_DB.with_name(DEMO_DB.name + suffix).unlink(missing_ok=True)
+    demo_settings = settings.model_copy(update={
+        "kafka_bootstrap_servers": bootstrap, "topic_prefix": prefix,
+        "consumer_group": f"{prefix}-engine", "database_url": f"sqlite:///{DEMO_DB}",
+    })
+    topics = Topics(prefix)
+    district = build_district(seed=seed)
+    when = day or (datetime.now(UTC) + timedelta(days=1)).date()
+    console.print(f"District: {len(district.nodes)} nodes, {len(district.partners)} partners. "
+                  f"Simulated day: {when}.")
+    app = build_app(demo_settings)
+    async with running(app):
+        registry = registry_events(district, datetime.now(UTC) - timedelta(hours=1))
+        day_events = simulate_day(district, when, seed=seed, cases=cases)
+        with _progress(console) as progress:
+            task = progress.add_task("Registering hierarchy and partners", total=len(registry))
+            await publish_events(bootstrap, topics, registry,
+                                 progress=lambda done, total: progress.update(task,
+                                                                              completed=done))
+        await wait_until_consumed(demo_settings, topics, app.engine, console,
+                                  "register everyone")
+        with _progress(console) as progress:
+            task = progress.add_task("Publishing the day's offers and needs",
+                                     total=len(day_events))
+            await publish_events(bootstrap, topics, day_events,
+                                 progress=lambda done, total: progress.update(task,
+                                                                              completed=done))
+        await wait_until_consumed(demo_settings, topics, app.engine, console,
+                                  "apply and match the day")
+    summary = summarize(app.engine.db)
+    print_summary(summary, len(registry) + len(day_events), time.monotonic() - started, console,
+                  prefix)
+    return summary

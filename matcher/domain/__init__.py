@@ -1,0 +1,1 @@
+"""The pure domain: rules, scores and models of matching. Imports no infrastructure."""

@@ -1,0 +1,54 @@
+"""Structured logs and Prometheus metrics shared by every entry point."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+from prometheus_client import Counter, Gauge, Histogram
+
+EVENTS_APPLIED = Counter("matcher_events_applied_total", "Events applied to state",
+                         ["topic", "event_type"])
+EVENTS_DUPLICATE = Counter("matcher_events_duplicate_total", "Repeated events ignored",
+                           ["topic"])
+EVENTS_FAILED = Counter("matcher_events_failed_total", "Unexpected failures while applying",
+                        ["topic"])
+DEAD_LETTERS = Counter("matcher_dead_letters_total", "Events sent to the dead-letter topic",
+                       ["topic", "reason_code"])
+PROPOSALS = Counter("matcher_proposals_total", "Proposals made", ["shard"])
+BATCH_SECONDS = Histogram("matcher_batch_seconds", "Wall time of a matching batch",
+                          ["shard"], buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
+OUTBOX_BACKLOG = Gauge("matcher_outbox_backlog", "Outgoing events not yet confirmed")
+PENDING_SHARDS = Gauge("matcher_pending_shards", "Shards waiting for a matching batch")
+
+_STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message and any `extra` fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        entry.update({k: v for k, v in record.__dict__.items() if k not in _STANDARD})
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str, ensure_ascii=False)
+
+
+def configure_logging(level: str = "INFO", json_lines: bool = True) -> None:
+    """Route every logger to stderr, as JSON lines or plain text."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if json_lines else logging.Formatter(
+        "%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)

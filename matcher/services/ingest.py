@@ -1,0 +1,429 @@
+"""Applying incoming events to durable state: one handler per event type.
+
+Every handler checks first and writes after, so a refused event (a `DomainError`) leaves
+nothing behind; the caller records the applied event in the audit log in the same
+transaction, which is also what makes a repeated event id change nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeAlias
+
+from matcher.domain.capacity import item_unit, offer_capacity
+from matcher.domain.errors import (
+    InvalidCommand,
+    InvalidHierarchy,
+    NotOwner,
+    ProposalNotFound,
+    StaleProposal,
+    StaleVersion,
+    UnknownPartner,
+    UnknownReference,
+)
+from matcher.domain.hierarchy import child_path, in_subtree, parent_level, root_path, shard_of
+from matcher.storage.store import ProposalRow, Store
+from schemas.common import Level
+from schemas.matches import (
+    Decision,
+    MatchDecided,
+    MatchFulfilled,
+    MatchRevoked,
+    Outcome,
+    ProposalStatus,
+    Revocation,
+)
+from schemas.needs import Case, CaseClosed, CaseOpened, CaseUpdated
+from schemas.offers import OfferPublished, OfferUpdated, OfferWithdrawn
+from schemas.registry import NodeRegistered, PartnerRegistered
+from schemas.topics import Topics
+
+IncomingEvent: TypeAlias = (
+    NodeRegistered | PartnerRegistered | OfferPublished | OfferUpdated | OfferWithdrawn
+    | CaseOpened | CaseUpdated | CaseClosed | MatchDecided | MatchFulfilled
+)
+
+OUTCOME_STATUS = {
+    Outcome.FULFILLED: ProposalStatus.FULFILLED,
+    Outcome.NO_SHOW: ProposalStatus.NO_SHOW,
+    Outcome.CANCELLED: ProposalStatus.CANCELLED,
+}
+
+
+@dataclass
+class Context:
+    """What a handler needs besides the store: configuration and the engine's own identity."""
+
+    topics: Topics
+    shard_level: Level
+    producer: str = "charity-matcher"
+    changed_shards: set[str] = field(default_factory=set)
+
+
+@dataclass(frozen=True)
+class Applied:
+    """Result of applying one event."""
+
+    duplicate: bool
+    summary: str
+
+
+# --- registry ---------------------------------------------------------------------------------
+
+
+def register_node(event: NodeRegistered, store: Store, ctx: Context) -> str:
+    """Add a node under its parent, one level down; the centre is the only root."""
+    node = event.payload
+    expected_parent = parent_level(node.level)
+    if node.parent_id is None:
+        path = root_path(node.node_id)
+    else:
+        parent = store.node(node.parent_id)
+        if parent is None:
+            raise UnknownReference(f"parent node '{node.parent_id}' is not registered")
+        if parent.level != expected_parent:
+            raise InvalidHierarchy(
+                f"a {node.level} must hang under a {expected_parent}, "
+                f"but '{parent.node_id}' is a {parent.level}"
+            )
+        path = child_path(parent.path, node.node_id)
+    existing = store.node(node.node_id)
+    if existing is not None and existing.path != path:
+        raise InvalidHierarchy(f"node '{node.node_id}' cannot move to another parent")
+    lat, lon = (node.location.lat, node.location.lon) if node.location else (None, None)
+    store.upsert_node(node_id=node.node_id, level=node.level.value, parent_id=node.parent_id,
+                      name=node.name, path=path, lat=lat, lon=lon)
+    return f"node {node.node_id} ({node.level}) registered"
+
+
+def register_partner(event: PartnerRegistered, store: Store, ctx: Context) -> str:
+    """Register a partner attached to a known node."""
+    partner = event.payload
+    if store.node(partner.home_node_id) is None:
+        raise UnknownReference(f"home node '{partner.home_node_id}' is not registered")
+    store.upsert_partner(partner_id=partner.partner_id, name=partner.name,
+                         kind=partner.kind.value, home_node_id=partner.home_node_id,
+                         at=event.occurred_at)
+    return f"partner {partner.partner_id} ({partner.kind}) registered"
+
+
+# --- offers -----------------------------------------------------------------------------------
+
+
+def _check_producer_owns(event: OfferPublished | OfferUpdated, store: Store) -> None:
+    """The producer is a registered partner and names itself as the offer's owner."""
+    if store.partner_home(event.producer) is None:
+        raise UnknownPartner(f"producer '{event.producer}' is not a registered partner")
+    if event.payload.partner_id != event.producer:
+        raise NotOwner(
+            f"partner '{event.producer}' cannot publish an offer owned by "
+            f"'{event.payload.partner_id}'"
+        )
+
+
+def _save_offer(event: OfferPublished | OfferUpdated, store: Store, ctx: Context) -> str:
+    """Write the offer as given; returns its shard."""
+    offer = event.payload
+    node = store.node(offer.node_id)
+    if node is None:
+        raise UnknownReference(f"node '{offer.node_id}' of offer '{offer.offer_id}' is unknown")
+    capacity, unit = offer_capacity(offer)
+    shard = shard_of(node.path, ctx.shard_level)
+    store.save_offer(
+        offer_id=offer.offer_id, partner_id=offer.partner_id, kind=offer.kind,
+        version=offer.version, status="active", node_id=offer.node_id, shard=shard,
+        capacity=capacity, unit=unit,
+        expires_at=getattr(offer, "expires_at", None),
+        payload=offer.model_dump(mode="json"), at=event.occurred_at,
+    )
+    ctx.changed_shards.add(shard)
+    return shard
+
+
+def publish_offer(event: OfferPublished, store: Store, ctx: Context) -> str:
+    """A partner adds a new offer of its own."""
+    _check_producer_owns(event, store)
+    existing = store.offer(event.payload.offer_id)
+    if existing is not None:
+        if existing.partner_id != event.producer:
+            raise NotOwner(f"offer '{existing.offer_id}' belongs to '{existing.partner_id}'")
+        raise StaleVersion(
+            f"offer '{existing.offer_id}' exists at version {existing.version}; "
+            "send offer.updated with a higher version"
+        )
+    node = store.node(event.payload.node_id)
+    if node is None:
+        raise UnknownReference(f"node '{event.payload.node_id}' is not registered")
+    _save_offer(event, store, ctx)
+    offer = event.payload
+    return f"offer {offer.offer_id} v{offer.version} ({offer.kind}) published by {event.producer}"
+
+
+def update_offer(event: OfferUpdated, store: Store, ctx: Context) -> str:
+    """The owner replaces an offer with a newer version; pending proposals on it are re-made."""
+    _check_producer_owns(event, store)
+    offer = event.payload
+    existing = _owned_offer(offer.offer_id, event.producer, store)
+    _check_newer(existing.version, offer.version, f"offer '{offer.offer_id}'")
+    if existing.status != "active":
+        raise StaleVersion(f"offer '{offer.offer_id}' was withdrawn")
+    if existing.kind != offer.kind:
+        raise UnknownReference(f"offer '{offer.offer_id}' is a {existing.kind} offer")
+    _save_offer(event, store, ctx)
+    _revoke(store, ctx, store.holding_for_offer(offer.offer_id),
+            (ProposalStatus.PROPOSED,), "offer_updated",
+            f"offer {offer.offer_id} changed (v{offer.version})", event.occurred_at)
+    return f"offer {offer.offer_id} updated to v{offer.version} by {event.producer}"
+
+
+def withdraw_offer(event: OfferWithdrawn, store: Store, ctx: Context) -> str:
+    """The owner withdraws an offer; every pending or approved match on it is revoked."""
+    if store.partner_home(event.producer) is None:
+        raise UnknownPartner(f"producer '{event.producer}' is not a registered partner")
+    withdrawal = event.payload
+    existing = _owned_offer(withdrawal.offer_id, event.producer, store)
+    _check_newer(existing.version, withdrawal.version, f"offer '{withdrawal.offer_id}'")
+    store.withdraw_offer(withdrawal.offer_id, version=withdrawal.version, at=event.occurred_at)
+    ctx.changed_shards.add(existing.shard)
+    reason = f"offer {withdrawal.offer_id} was withdrawn"
+    if withdrawal.reason:
+        reason += f": {withdrawal.reason}"
+    _revoke(store, ctx, store.holding_for_offer(withdrawal.offer_id),
+            (ProposalStatus.PROPOSED, ProposalStatus.APPROVED), "offer_withdrawn", reason,
+            event.occurred_at)
+    return f"offer {withdrawal.offer_id} withdrawn by {event.producer}"
+
+
+def _owned_offer(offer_id: str, producer: str, store: Store) -> Any:
+    """The stored offer, if it exists and belongs to the producer."""
+    existing = store.offer(offer_id)
+    if existing is None:
+        raise UnknownReference(f"offer '{offer_id}' is not known")
+    if existing.partner_id != producer:
+        raise NotOwner(
+            f"partner '{producer}' cannot change offer '{offer_id}' owned by "
+            f"'{existing.partner_id}'"
+        )
+    return existing
+
+
+def _check_newer(current: int, given: int, what: str) -> None:
+    """Versions only go up: an older or equal version is out of date."""
+    if given <= current:
+        raise StaleVersion(f"{what} is at version {current}; version {given} is out of date")
+
+
+# --- cases ------------------------------------------------------------------------------------
+
+
+def _case_items(case: Case) -> list[dict[str, Any]]:
+    """Rows of a case's items."""
+    return [
+        {
+            "item_id": item.item_id,
+            "kind": item.kind.value,
+            "need": item.need,
+            "quantity": item.quantity,
+            "unit": item_unit(item.kind, item.unit),
+            "window_start": item.window.start,
+            "window_end": item.window.end,
+            "deadline": item.deadline,
+            "urgency": item.urgency,
+            # Sessions are one person in one slot: never split across offers.
+            "splittable": item.splittable and item.kind.value != "service",
+            "preferences": item.preferences.model_dump(mode="json"),
+        }
+        for item in case.items
+    ]
+
+
+def _check_case_producer(event: CaseOpened | CaseUpdated | CaseClosed, grid_path: str,
+                         store: Store) -> None:
+    """Cases come from a node of the hierarchy whose subtree holds the case's grid."""
+    producer = store.node(event.producer)
+    if producer is None:
+        raise UnknownPartner(f"producer '{event.producer}' is not a registered node")
+    if not in_subtree(grid_path, producer.path):
+        raise NotOwner(f"node '{event.producer}' cannot act on cases outside its subtree")
+
+
+def _grid_path(grid_id: str, store: Store) -> str:
+    """Path of a registered grid."""
+    grid = store.node(grid_id)
+    if grid is None:
+        raise UnknownReference(f"grid '{grid_id}' is not registered")
+    if grid.level != Level.GRID:
+        raise InvalidHierarchy(f"cases open at a grid; '{grid_id}' is a {grid.level}")
+    return grid.path
+
+
+def open_case(event: CaseOpened, store: Store, ctx: Context) -> str:
+    """A grid opens a case; its items become open demand."""
+    case = event.payload
+    path = _grid_path(case.grid_id, store)
+    _check_case_producer(event, path, store)
+    existing = store.case(case.case_id)
+    if existing is not None:
+        raise StaleVersion(
+            f"case '{case.case_id}' exists at version {existing.version}; "
+            "send case.updated with a higher version"
+        )
+    shard = shard_of(path, ctx.shard_level)
+    store.save_case(case_id=case.case_id, grid_id=case.grid_id, shard=shard,
+                    version=case.version, beneficiary=case.beneficiary.model_dump(mode="json"),
+                    items=_case_items(case), at=event.occurred_at)
+    ctx.changed_shards.add(shard)
+    return f"case {case.case_id} v{case.version} opened at {case.grid_id} ({len(case.items)} items)"
+
+
+def update_case(event: CaseUpdated, store: Store, ctx: Context) -> str:
+    """A grid replaces a case; pending proposals are re-made, approved ones kept if still asked."""
+    case = event.payload
+    path = _grid_path(case.grid_id, store)
+    _check_case_producer(event, path, store)
+    existing = store.case(case.case_id)
+    if existing is None:
+        raise UnknownReference(f"case '{case.case_id}' is not known")
+    _check_newer(existing.version, case.version, f"case '{case.case_id}'")
+    if existing.status != "open":
+        raise StaleVersion(f"case '{case.case_id}' is closed")
+    shard = shard_of(path, ctx.shard_level)
+    store.save_case(case_id=case.case_id, grid_id=case.grid_id, shard=shard,
+                    version=case.version, beneficiary=case.beneficiary.model_dump(mode="json"),
+                    items=_case_items(case), at=event.occurred_at)
+    ctx.changed_shards.update({shard, existing.shard})
+    holding = store.holding_for_case(case.case_id)
+    kept_items = {item.item_id for item in case.items}
+    _revoke(store, ctx, holding, (ProposalStatus.PROPOSED,), "case_updated",
+            f"case {case.case_id} changed (v{case.version})", event.occurred_at)
+    dropped = [p for p in holding if p.item_id not in kept_items]
+    _revoke(store, ctx, dropped, (ProposalStatus.APPROVED,), "item_removed",
+            f"item no longer requested in case {case.case_id} v{case.version}",
+            event.occurred_at)
+    return f"case {case.case_id} updated to v{case.version}"
+
+
+def close_case(event: CaseClosed, store: Store, ctx: Context) -> str:
+    """A grid closes a case; whatever was pending or approved for it is revoked."""
+    closure = event.payload
+    existing = store.case(closure.case_id)
+    if existing is None:
+        raise UnknownReference(f"case '{closure.case_id}' is not known")
+    grid = store.node(existing.grid_id)
+    assert grid is not None  # a stored case always has its grid
+    _check_case_producer(event, grid.path, store)
+    _check_newer(existing.version, closure.version, f"case '{closure.case_id}'")
+    store.close_case(closure.case_id, version=closure.version, at=event.occurred_at)
+    ctx.changed_shards.add(existing.shard)
+    reason = f"case {closure.case_id} was closed"
+    if closure.reason:
+        reason += f": {closure.reason}"
+    _revoke(store, ctx, store.holding_for_case(closure.case_id),
+            (ProposalStatus.PROPOSED, ProposalStatus.APPROVED), "case_closed", reason,
+            event.occurred_at)
+    return f"case {closure.case_id} closed"
+
+
+# --- decisions and fulfilment -------------------------------------------------------------------
+
+
+def decide_match(event: MatchDecided, store: Store, ctx: Context) -> str:
+    """A coordinator approves or rejects a pending proposal; a decided one is never re-decided."""
+    decision = event.payload
+    proposal = store.proposal(decision.proposal_id)
+    if proposal is None:
+        raise ProposalNotFound(f"proposal '{decision.proposal_id}' is not known")
+    if proposal.status != ProposalStatus.PROPOSED:
+        raise StaleProposal(f"proposal '{proposal.proposal_id}' is {proposal.status} already")
+    if decision.decision is Decision.REJECT and not decision.reason.strip():
+        raise InvalidCommand("a rejection needs a reason")
+    status = (ProposalStatus.APPROVED if decision.decision is Decision.APPROVE
+              else ProposalStatus.REJECTED)
+    reason = decision.reason
+    if decision.decision is Decision.REQUEST_ALTERNATIVE:
+        reason = f"alternative requested: {reason}".rstrip(": ")
+    store.set_proposal_status(proposal.proposal_id, status, at=event.occurred_at,
+                              by=decision.coordinator_id, reason=reason)
+    if status is ProposalStatus.REJECTED:
+        ctx.changed_shards.add(proposal.shard)  # the item goes back to matching
+    return f"proposal {proposal.proposal_id} {status} by {decision.coordinator_id}"
+
+
+def report_fulfilment(event: MatchFulfilled, store: Store, ctx: Context) -> str:
+    """The offering partner reports how an approved match went."""
+    report = event.payload
+    proposal = store.proposal(report.proposal_id)
+    if proposal is None:
+        raise ProposalNotFound(f"proposal '{report.proposal_id}' is not known")
+    if proposal.partner_id != event.producer:
+        raise NotOwner(f"only '{proposal.partner_id}' reports on proposal '{proposal.proposal_id}'")
+    if proposal.status != ProposalStatus.APPROVED:
+        raise StaleProposal(f"proposal '{proposal.proposal_id}' is {proposal.status}, not approved")
+    store.set_proposal_status(proposal.proposal_id, OUTCOME_STATUS[report.outcome],
+                              at=event.occurred_at, reason=report.note or None,
+                              delivered=report.delivered)
+    if report.outcome is not Outcome.FULFILLED:
+        ctx.changed_shards.add(proposal.shard)  # demand is open again
+    return f"proposal {proposal.proposal_id} {report.outcome} (reported by {event.producer})"
+
+
+# --- revocation ---------------------------------------------------------------------------------
+
+
+def _revoke(store: Store, ctx: Context, holding: list[ProposalRow],
+            statuses: tuple[ProposalStatus, ...], code: str, reason: str,
+            at: datetime) -> None:
+    """Revoke the proposals in the given statuses and tell everyone through the outbox."""
+    for proposal in holding:
+        if proposal.status not in statuses:
+            continue
+        store.set_proposal_status(proposal.proposal_id, ProposalStatus.REVOKED, at=at,
+                                  reason=reason)
+        ctx.changed_shards.add(proposal.shard)
+        revoked = MatchRevoked(
+            event_id=uuid.uuid4(), occurred_at=at, producer=ctx.producer,
+            payload=Revocation(
+                proposal_id=proposal.proposal_id, case_id=proposal.case_id,
+                item_id=proposal.item_id, offer_id=proposal.offer_id,
+                previous_status=ProposalStatus(proposal.status), reason_code=code, reason=reason,
+            ),
+        )
+        store.add_outbox(topic=ctx.topics.proposals, key=proposal.case_id,
+                         value=revoked.model_dump_json(), event_id=str(revoked.event_id),
+                         event_type=revoked.event_type, at=at)
+
+
+# --- dispatch -----------------------------------------------------------------------------------
+
+Handler: TypeAlias = Callable[[Any, Store, Context], str]
+
+HANDLERS: dict[type[Any], Handler] = {
+    NodeRegistered: register_node,
+    PartnerRegistered: register_partner,
+    OfferPublished: publish_offer,
+    OfferUpdated: update_offer,
+    OfferWithdrawn: withdraw_offer,
+    CaseOpened: open_case,
+    CaseUpdated: update_case,
+    CaseClosed: close_case,
+    MatchDecided: decide_match,
+    MatchFulfilled: report_fulfilment,
+}
+
+
+def apply_event(event: IncomingEvent, store: Store, ctx: Context, *, topic: str,
+                partition: int | None = None, offset: int | None = None) -> Applied:
+    """Apply one validated event exactly once; raises DomainError when it is refused."""
+    event_id = str(event.event_id)
+    if store.seen(event_id):
+        return Applied(duplicate=True, summary=f"duplicate event {event_id} ignored")
+    summary = HANDLERS[type(event)](event, store, ctx)
+    store.record_applied(
+        event_id=event_id, event_type=event.event_type, topic=topic, producer=event.producer,
+        occurred_at=event.occurred_at, applied_at=datetime.now(UTC), summary=summary,
+        partition=partition, offset=offset,
+    )
+    return Applied(duplicate=False, summary=summary)

@@ -1,0 +1,337 @@
+"""A matching batch: open demand of a shard against its remaining capacity, solved and recorded.
+
+Flow: state -> frames -> candidates (rules, scores) -> solver problem -> solution -> volunteer
+visits placed in time -> proposals with explanations, and reasons for what stays unmatched.
+Everything is written in the caller's transaction, outgoing events through the outbox.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from matcher.domain.candidates import Candidates, generate
+from matcher.domain.frames import SOLVER_SCALE, Demand, Supply, Vocabulary, build_demand, \
+    build_supply
+from matcher.domain.rules import RULES, rules_for
+from matcher.domain.schedule import earliest_free_start
+from matcher.domain.scoring import TERMS, ScoringContext, Weights, weight_vector
+from matcher.solver import Problem, Solution, Status, solve
+from matcher.storage.store import Store
+from schemas.common import TimeWindow
+from schemas.matches import (
+    Explanation,
+    MatchProposed,
+    NeedUnmatched,
+    Proposal,
+    ProposalStatus,
+    RunnerUp,
+    ScoreTerm,
+    Unmatched,
+)
+from schemas.offers import OfferKind
+from schemas.topics import Topics
+
+KIND_NAMES = ("volunteer", "goods", "service")
+RUNNER_UPS = 3
+
+
+@dataclass(frozen=True)
+class MatchingConfig:
+    """Knobs of a batch."""
+
+    topics: Topics
+    weights: Weights = field(default_factory=Weights)
+    candidates_per_item: int = 30
+    time_limit_s: float = 5.0
+    workers: int = 2
+    producer: str = "charity-matcher"
+
+
+@dataclass(frozen=True)
+class BatchReport:
+    """What a batch did, for logs, metrics and summaries."""
+
+    shard: str
+    items: int
+    supply_units: int
+    arcs: int
+    proposals: int
+    unmatched: int
+    status: str
+    objective: float
+    bound: float
+    build_s: float
+    solve_s: float
+    total_s: float
+
+
+@dataclass
+class Chosen:
+    """One arc the solver used, after placing it in time."""
+
+    arc: int
+    amount: float
+    start: float | None
+    end: float | None
+
+
+def _coverage(items: list[dict[str, Any]], served: Mapping[tuple[str, str], float]
+              ) -> dict[str, float]:
+    """Share of each grid's requested quantity served so far (unit-free: share per item)."""
+    totals: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+    for item in items:
+        share = min(1.0, served.get((item["case_id"], item["item_id"]), 0.0) / item["quantity"])
+        totals[item["grid_id"]][0] += share
+        totals[item["grid_id"]][1] += 1.0
+    return {grid: done / count for grid, (done, count) in totals.items()}
+
+
+def build_problem(demand: Demand, supply: Supply, cands: Candidates, config: MatchingConfig
+                  ) -> Problem:
+    """The solver's view: integer units per kind, utility per unit = score / whole item."""
+    p = cands.pairs
+    scale = SOLVER_SCALE[demand.kind]
+    demand_units = np.maximum(np.rint(demand.open_qty * scale), 1).astype(np.int64)
+    supply_scale = SOLVER_SCALE[supply.kind]
+    capacity = np.floor(supply.remaining * supply_scale + 1e-6).astype(np.int64)
+    arc_scale = scale[p.d]
+    utility = cands.score / (demand.total_qty[p.d] * arc_scale)
+    arc_cap = np.floor(p.amount_cap * arc_scale + 1e-6).astype(np.int64)
+    # An item of one unit is served whole or not at all anyway: keep it a flow.
+    splittable = demand.splittable | (demand_units == 1)
+    return Problem(
+        need_ids=[f"{c}/{i}" for c, i in zip(demand.case_id, demand.item_id, strict=True)],
+        demand=demand_units,
+        splittable=splittable,
+        required=np.zeros(len(demand), dtype=np.bool_),
+        offer_ids=[f"{o}#{s}" for o, s in zip(supply.offer_id, supply.slot.tolist(), strict=True)],
+        capacity=capacity,
+        arc_need=p.d.astype(np.int32),
+        arc_offer=p.s.astype(np.int32),
+        arc_utility=utility,
+        arc_use=np.ones(len(p), dtype=np.int64),
+        arc_capacity=arc_cap,
+        time_limit_s=config.time_limit_s,
+        workers=config.workers,
+    )
+
+
+def _place_volunteer_visits(cands: Candidates, solution: Solution, demand: Demand,
+                            supply: Supply, busy: Mapping[int, list[tuple[float, float]]]
+                            ) -> list[Chosen]:
+    """Turn solver amounts into concrete visits; a visit that no longer fits is dropped."""
+    p = cands.pairs
+    used = np.flatnonzero(solution.amount > 0)
+    scale = SOLVER_SCALE[demand.kind[p.d[used]]]
+    overlap, w_start, w_end = p.best_window
+    chosen: list[Chosen] = []
+    schedule: dict[int, list[tuple[float, float]]] = {k: list(v) for k, v in busy.items()}
+    # Earliest deadline first, so tight windows get their place before loose ones.
+    for arc, units in sorted(zip(used.tolist(), (solution.amount[used] / scale).tolist(),
+                                 strict=True), key=lambda pair: w_end[pair[0]]):
+        s = int(p.s[arc])
+        kind = int(supply.kind[s])
+        if kind == 0:
+            volunteer = int(supply.volunteer[s])
+            duration = units * 3600.0
+            start = earliest_free_start(schedule.setdefault(volunteer, []), float(w_start[arc]),
+                                        float(w_end[arc]), duration)
+            if start is None:
+                continue
+            schedule[volunteer].append((start, start + duration))
+            chosen.append(Chosen(arc, units, start, start + duration))
+        elif kind == 2:
+            chosen.append(Chosen(arc, units, float(w_start[arc]), float(w_end[arc])))
+        else:
+            chosen.append(Chosen(arc, units, None, None))
+    return chosen
+
+
+def _explain(arc: int, cands: Candidates, weights: np.ndarray, status: str,
+             alternatives: list[int], supply: Supply) -> Explanation:
+    """Rules passed, score term by term, and the best runner-ups with why they lost."""
+    p = cands.pairs
+    contributions = cands.terms[arc] * weights
+    terms = [ScoreTerm(name=name, weight=float(w), value=round(float(v), 4),
+                       contribution=round(float(c), 3))
+             for name, w, v, c in zip(TERMS, weights, cands.terms[arc], contributions,
+                                      strict=True)]
+    runner_ups = []
+    for other in alternatives[:RUNNER_UPS]:
+        other_contrib = cands.terms[other] * weights
+        if cands.score[other] < cands.score[arc]:
+            deficit = int(np.argmax(contributions - other_contrib))
+            name = list(TERMS)[deficit]
+            why = (f"lower score ({cands.score[other]:.1f} vs {cands.score[arc]:.1f}), "
+                   f"mostly on {name} ({other_contrib[deficit]:.1f} vs {contributions[deficit]:.1f})")
+        else:
+            why = (f"higher score ({cands.score[other]:.1f}) but its capacity serves other "
+                   "needs in the best overall plan")
+        runner_ups.append(RunnerUp(offer_id=supply.offer_id[int(p.s[other])],
+                                   score=round(float(cands.score[other]), 3), why_lost=why))
+    return Explanation(rules_passed=rules_for(int(p.demand.kind[p.d[arc]])), score_terms=terms,
+                       runner_ups=runner_ups, solver_status=status)
+
+
+def _unmatched_reason(row: int, demand: Demand, cands: Candidates, had_arcs: bool,
+                      served: float, need_name: str) -> tuple[str, str]:
+    """Why an item is still (partly) open after the batch."""
+    kind = KIND_NAMES[int(demand.kind[row])]
+    if cands.joined[row] == 0:
+        return "no_offer", f"no active {kind} offer gives '{need_name}'"
+    if not had_arcs:
+        rule = int(np.argmax(cands.failed[row]))
+        return RULES[rule].reason_code, f"{RULES[rule].reason} ('{need_name}')"
+    if served > 0:
+        return "partly_served", (f"partly served ({served:g} of {demand.open_qty[row]:g}); "
+                                 "eligible capacity is used up")
+    return "capacity_taken", ("eligible offers' capacity went to more urgent or better-placed "
+                              "cases")
+
+
+def _volunteer_busy(store: Store, supply: Supply, vocab: Vocabulary, offers: list[Any]
+                    ) -> dict[int, list[tuple[float, float]]]:
+    """Visits already promised per volunteer, so new ones are placed around them."""
+    volunteer_of = {o.offer_id: o.payload.get("volunteer_id") for o in offers
+                    if o.kind == "volunteer"}
+    busy: dict[int, list[tuple[float, float]]] = defaultdict(list)
+    for proposal in store.holding_volunteer_visits():
+        volunteer = volunteer_of.get(proposal.offer_id)
+        if volunteer is None or proposal.window_start is None or proposal.window_end is None:
+            continue
+        code = vocab.code(vocab.volunteers, volunteer)
+        busy[code].append((proposal.window_start.timestamp(), proposal.window_end.timestamp()))
+    return busy
+
+
+def run_batch(store: Store, shard: str, config: MatchingConfig, now: datetime) -> BatchReport:
+    """Match a shard's open demand against its remaining capacity and record the outcome."""
+    started = time.perf_counter()
+    nodes = {node.node_id: node for node in store.all_nodes()}
+    items = store.open_items(shard)
+    offers = store.active_offers(shard)
+    served = store.served_by_item(shard)
+    vocab = Vocabulary()
+    demand = build_demand(items, served, nodes, vocab)
+    supply = build_supply([{"offer_id": o.offer_id, "payload": o.payload} for o in offers],
+                          store.held_by_offer(shard), nodes, vocab)
+    history = frozenset((ben, vocab.code(vocab.volunteers, vol))
+                        for ben, vol in store.volunteer_history())
+    context = ScoringContext(history=history, grid_coverage=_coverage(items, served))
+    cands = generate(demand, supply, now=now.timestamp(), weights=config.weights,
+                     context=context, excluded=store.excluded_pairs(shard),
+                     k=config.candidates_per_item)
+    problem = build_problem(demand, supply, cands, config)
+    solution = solve(problem)
+    if solution.status in (Status.INFEASIBLE, Status.UNKNOWN):
+        chosen: list[Chosen] = []
+    else:
+        chosen = _place_volunteer_visits(cands, solution, demand, supply,
+                                         _volunteer_busy(store, supply, vocab, offers))
+    proposals = _record_proposals(store, shard, chosen, cands, demand, supply, vocab,
+                                  solution, config, now)
+    unmatched = _record_unmatched(store, items, chosen, cands, demand, vocab, config, now)
+    return BatchReport(
+        shard=shard, items=len(demand), supply_units=len(supply), arcs=len(cands),
+        proposals=proposals, unmatched=unmatched, status=solution.status.value,
+        objective=solution.objective, bound=solution.bound, build_s=solution.build_s,
+        solve_s=solution.solve_s, total_s=time.perf_counter() - started,
+    )
+
+
+def _record_proposals(store: Store, shard: str, chosen: list[Chosen], cands: Candidates,
+                      demand: Demand, supply: Supply, vocab: Vocabulary, solution: Solution,
+                      config: MatchingConfig, now: datetime) -> int:
+    """Store each chosen arc as a proposal and queue its event."""
+    p = cands.pairs
+    weights = weight_vector(config.weights)
+    by_item: dict[int, list[int]] = defaultdict(list)
+    for arc in np.argsort(-cands.score, kind="stable").tolist():
+        by_item[int(p.d[arc])].append(arc)
+    used_arcs = {c.arc for c in chosen}
+    unit_names = {code: name for name, code in vocab.units.items()}
+    for c in chosen:
+        d, s = int(p.d[c.arc]), int(p.s[c.arc])
+        alternatives = [a for a in by_item[d] if a not in used_arcs]
+        explanation = _explain(c.arc, cands, weights, solution.status.value, alternatives, supply)
+        window = (TimeWindow(start=datetime.fromtimestamp(c.start, UTC),
+                             end=datetime.fromtimestamp(c.end, UTC))
+                  if c.start is not None and c.end is not None and c.end > c.start else None)
+        proposal = Proposal(
+            proposal_id=f"prop-{uuid.uuid4().hex[:16]}", case_id=demand.case_id[d],
+            item_id=demand.item_id[d], grid_id=demand.grid_id[d],
+            offer_id=supply.offer_id[s], partner_id=supply.partner_id[s],
+            kind=OfferKind(KIND_NAMES[int(supply.kind[s])]), amount=round(c.amount, 4),
+            unit=_unit_name(demand, d, unit_names), window=window,
+            score=round(float(cands.score[c.arc]), 3), explanation=explanation,
+        )
+        store.add_proposal(
+            proposal_id=proposal.proposal_id, case_id=proposal.case_id,
+            item_id=proposal.item_id, offer_id=proposal.offer_id,
+            slot=int(supply.slot[s]) if supply.slot[s] >= 0 else None,
+            partner_id=proposal.partner_id, kind=proposal.kind.value, amount=proposal.amount,
+            unit=proposal.unit, window_start=window.start if window else None,
+            window_end=window.end if window else None, status=ProposalStatus.PROPOSED.value,
+            score=proposal.score, explanation=explanation.model_dump(mode="json"), shard=shard,
+            grid_id=proposal.grid_id, created_at=now,
+        )
+        event = MatchProposed(event_id=uuid.uuid4(), occurred_at=now, producer=config.producer,
+                              payload=proposal)
+        store.add_outbox(topic=config.topics.proposals, key=proposal.case_id,
+                         value=event.model_dump_json(), event_id=str(event.event_id),
+                         event_type=event.event_type, at=now)
+    return len(chosen)
+
+
+def _unit_name(demand: Demand, d: int, units: Mapping[int, str]) -> str:
+    """Unit of an allocation, as the item counts it."""
+    return units.get(int(demand.unit[d]), "") or "units"
+
+
+def _record_unmatched(store: Store, items: list[dict[str, Any]], chosen: list[Chosen],
+                      cands: Candidates, demand: Demand, vocab: Vocabulary,
+                      config: MatchingConfig, now: datetime) -> int:
+    """Give every item left open a reason; send an event only when the reason changed."""
+    p = cands.pairs
+    assigned: dict[int, float] = defaultdict(float)
+    for c in chosen:
+        assigned[int(p.d[c.arc])] += c.amount
+    rows_with_arcs = set(p.d.tolist())
+    need_names = {code: name for name, code in vocab.needs.items()}
+    previous = {(i["case_id"], i["item_id"]): (i["unmatched_code"], i["unmatched_reason"])
+                for i in items}
+    left_open = 0
+    for row in range(len(demand)):
+        key = (demand.case_id[row], demand.item_id[row])
+        open_after = demand.open_qty[row] - assigned.get(row, 0.0)
+        if open_after <= 1e-6:
+            if previous.get(key, (None, None))[0] is not None:
+                store.set_unmatched(*key, code=None, reason=None)
+            continue
+        left_open += 1
+        code, reason = _unmatched_reason(row, demand, cands, row in rows_with_arcs,
+                                         assigned.get(row, 0.0),
+                                         need_names[int(demand.need[row])])
+        if previous.get(key) == (code, reason):
+            continue
+        store.set_unmatched(*key, code=code, reason=reason)
+        event = NeedUnmatched(
+            event_id=uuid.uuid4(), occurred_at=now, producer=config.producer,
+            payload=Unmatched(case_id=key[0], item_id=key[1], grid_id=demand.grid_id[row],
+                              open_quantity=round(float(open_after), 4), reason_code=code,
+                              reason=reason),
+        )
+        store.add_outbox(topic=config.topics.unmatched, key=key[0],
+                         value=event.model_dump_json(), event_id=str(event.event_id),
+                         event_type=event.event_type, at=now)
+    return left_open
+
+

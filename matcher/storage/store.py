@@ -1,0 +1,432 @@
+"""The repository: every read and write of durable state, inside one transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, func, insert, select, update
+
+from matcher.storage.tables import (
+    audit_log,
+    cases,
+    need_items,
+    nodes,
+    offers,
+    outbox,
+    partners,
+    proposals,
+)
+from schemas.matches import ProposalStatus
+
+# Proposals in these states hold capacity of the offer and serve demand of the item.
+HOLDING = (ProposalStatus.PROPOSED, ProposalStatus.APPROVED, ProposalStatus.FULFILLED)
+
+
+@dataclass(frozen=True)
+class NodeRow:
+    node_id: str
+    level: str
+    parent_id: str | None
+    name: str
+    path: str
+    lat: float | None
+    lon: float | None
+
+
+@dataclass(frozen=True)
+class OfferRow:
+    offer_id: str
+    partner_id: str
+    kind: str
+    version: int
+    status: str
+    shard: str
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class CaseRow:
+    case_id: str
+    grid_id: str
+    shard: str
+    version: int
+    status: str
+    beneficiary: dict[str, Any]
+    opened_at: datetime
+
+
+@dataclass(frozen=True)
+class ProposalRow:
+    proposal_id: str
+    case_id: str
+    item_id: str
+    offer_id: str
+    slot: int | None
+    partner_id: str
+    kind: str
+    amount: float
+    unit: str
+    status: str
+    shard: str
+    grid_id: str
+    score: float
+    explanation: dict[str, Any]
+    created_at: datetime
+    window_start: datetime | None
+    window_end: datetime | None
+    decided_by: str | None
+    decision_reason: str | None
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    seq: int
+    topic: str
+    key: str
+    value: str
+    event_id: str
+    event_type: str
+
+
+class Store:
+    """Typed access to the tables through one open connection (one transaction)."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.conn = connection
+
+    # --- idempotency and audit -------------------------------------------------------------
+
+    def seen(self, event_id: str) -> bool:
+        """Whether an event with this id was applied before."""
+        found = self.conn.execute(
+            select(audit_log.c.seq).where(audit_log.c.event_id == event_id)
+        ).first()
+        return found is not None
+
+    def record_applied(
+        self,
+        *,
+        event_id: str,
+        event_type: str,
+        topic: str,
+        producer: str,
+        occurred_at: datetime,
+        applied_at: datetime,
+        summary: str,
+        partition: int | None = None,
+        offset: int | None = None,
+    ) -> None:
+        """Append the event to the audit log (also marks its id as seen)."""
+        self.conn.execute(
+            insert(audit_log).values(
+                event_id=event_id, event_type=event_type, topic=topic, partition=partition,
+                offset=offset, producer=producer, occurred_at=occurred_at,
+                applied_at=applied_at, summary=summary,
+            )
+        )
+
+    # --- hierarchy and partners --------------------------------------------------------------
+
+    def node(self, node_id: str) -> NodeRow | None:
+        """The node with this id, if known."""
+        row = self.conn.execute(select(nodes).where(nodes.c.node_id == node_id)).first()
+        return NodeRow(**row._mapping) if row else None
+
+    def all_nodes(self) -> list[NodeRow]:
+        """Every node of the hierarchy."""
+        return [NodeRow(**r._mapping) for r in self.conn.execute(select(nodes))]
+
+    def upsert_node(self, *, node_id: str, level: str, parent_id: str | None, name: str,
+                    path: str, lat: float | None, lon: float | None) -> None:
+        """Create or replace a node."""
+        values = dict(level=level, parent_id=parent_id, name=name, path=path, lat=lat, lon=lon)
+        if self.node(node_id) is None:
+            self.conn.execute(insert(nodes).values(node_id=node_id, **values))
+        else:
+            self.conn.execute(update(nodes).where(nodes.c.node_id == node_id).values(**values))
+
+    def partner_home(self, partner_id: str) -> str | None:
+        """Home node of a registered partner, or None if not registered."""
+        return self.conn.execute(
+            select(partners.c.home_node_id).where(partners.c.partner_id == partner_id)
+        ).scalar_one_or_none()
+
+    def upsert_partner(self, *, partner_id: str, name: str, kind: str, home_node_id: str,
+                       at: datetime) -> None:
+        """Create or replace a partner."""
+        values = dict(name=name, kind=kind, home_node_id=home_node_id)
+        if self.partner_home(partner_id) is None:
+            self.conn.execute(
+                insert(partners).values(partner_id=partner_id, registered_at=at, **values)
+            )
+        else:
+            self.conn.execute(
+                update(partners).where(partners.c.partner_id == partner_id).values(**values)
+            )
+
+    def count_partners(self) -> int:
+        """How many partners are registered."""
+        return int(self.conn.execute(select(func.count()).select_from(partners)).scalar_one())
+
+    # --- offers --------------------------------------------------------------------------------
+
+    def offer(self, offer_id: str) -> OfferRow | None:
+        """The offer with this id, if known."""
+        row = self.conn.execute(
+            select(offers.c.offer_id, offers.c.partner_id, offers.c.kind, offers.c.version,
+                   offers.c.status, offers.c.shard, offers.c.payload)
+            .where(offers.c.offer_id == offer_id)
+        ).first()
+        return OfferRow(**row._mapping) if row else None
+
+    def save_offer(self, *, offer_id: str, partner_id: str, kind: str, version: int,
+                   status: str, node_id: str, shard: str, capacity: float, unit: str,
+                   expires_at: datetime | None, payload: dict[str, Any], at: datetime) -> None:
+        """Create or replace an offer."""
+        values = dict(partner_id=partner_id, kind=kind, version=version, status=status,
+                      node_id=node_id, shard=shard, capacity=capacity, unit=unit,
+                      expires_at=expires_at, payload=payload, updated_at=at)
+        if self.offer(offer_id) is None:
+            self.conn.execute(insert(offers).values(offer_id=offer_id, **values))
+        else:
+            self.conn.execute(update(offers).where(offers.c.offer_id == offer_id).values(**values))
+
+    def withdraw_offer(self, offer_id: str, *, version: int, at: datetime) -> None:
+        """Mark an offer withdrawn."""
+        self.conn.execute(
+            update(offers).where(offers.c.offer_id == offer_id)
+            .values(status="withdrawn", version=version, updated_at=at)
+        )
+
+    def active_offers(self, shard: str | None = None) -> list[OfferRow]:
+        """Active offers, of one shard or all."""
+        query = select(offers.c.offer_id, offers.c.partner_id, offers.c.kind, offers.c.version,
+                       offers.c.status, offers.c.shard, offers.c.payload
+                       ).where(offers.c.status == "active")
+        if shard is not None:
+            query = query.where(offers.c.shard == shard)
+        return [OfferRow(**r._mapping) for r in self.conn.execute(query.order_by(offers.c.offer_id))]
+
+    # --- cases ---------------------------------------------------------------------------------
+
+    def case(self, case_id: str) -> CaseRow | None:
+        """The case with this id, if known."""
+        row = self.conn.execute(
+            select(cases.c.case_id, cases.c.grid_id, cases.c.shard, cases.c.version,
+                   cases.c.status, cases.c.beneficiary, cases.c.opened_at)
+            .where(cases.c.case_id == case_id)
+        ).first()
+        return CaseRow(**row._mapping) if row else None
+
+    def save_case(self, *, case_id: str, grid_id: str, shard: str, version: int,
+                  beneficiary: dict[str, Any], items: Sequence[dict[str, Any]],
+                  at: datetime) -> None:
+        """Create or replace a case and its items (items not listed any more are closed)."""
+        existing = self.case(case_id)
+        values = dict(grid_id=grid_id, shard=shard, version=version, status="open",
+                      beneficiary=beneficiary, updated_at=at)
+        if existing is None:
+            self.conn.execute(insert(cases).values(case_id=case_id, opened_at=at, **values))
+        else:
+            self.conn.execute(update(cases).where(cases.c.case_id == case_id).values(**values))
+            self.conn.execute(
+                update(need_items).where(need_items.c.case_id == case_id).values(status="closed")
+            )
+        for item in items:
+            item_values = {k: v for k, v in item.items() if k != "item_id"}
+            present = self.conn.execute(
+                select(need_items.c.item_id).where(
+                    and_(need_items.c.case_id == case_id, need_items.c.item_id == item["item_id"])
+                )
+            ).first()
+            if present is None:
+                self.conn.execute(insert(need_items).values(
+                    case_id=case_id, item_id=item["item_id"], status="open", **item_values))
+            else:
+                self.conn.execute(
+                    update(need_items).where(and_(need_items.c.case_id == case_id,
+                                                  need_items.c.item_id == item["item_id"]))
+                    .values(status="open", **item_values)
+                )
+
+    def close_case(self, case_id: str, *, version: int, at: datetime) -> None:
+        """Mark a case and all its items closed."""
+        self.conn.execute(update(cases).where(cases.c.case_id == case_id)
+                          .values(status="closed", version=version, updated_at=at))
+        self.conn.execute(update(need_items).where(need_items.c.case_id == case_id)
+                          .values(status="closed"))
+
+    def open_items(self, shard: str | None = None) -> list[dict[str, Any]]:
+        """Open items of open cases with their case's grid, beneficiary and opening time."""
+        query = (
+            select(need_items, cases.c.grid_id, cases.c.shard, cases.c.beneficiary,
+                   cases.c.opened_at)
+            .join(cases, cases.c.case_id == need_items.c.case_id)
+            .where(and_(need_items.c.status == "open", cases.c.status == "open"))
+        )
+        if shard is not None:
+            query = query.where(cases.c.shard == shard)
+        query = query.order_by(need_items.c.case_id, need_items.c.item_id)
+        return [dict(r._mapping) for r in self.conn.execute(query)]
+
+    def item_keys(self, case_id: str) -> set[str]:
+        """Ids of the open items of a case."""
+        return set(self.conn.execute(
+            select(need_items.c.item_id).where(
+                and_(need_items.c.case_id == case_id, need_items.c.status == "open"))
+        ).scalars())
+
+    # --- proposals -----------------------------------------------------------------------------
+
+    def add_proposal(self, **values: Any) -> None:
+        """Store a new proposal."""
+        self.conn.execute(insert(proposals).values(**values))
+
+    def proposal(self, proposal_id: str) -> ProposalRow | None:
+        """The proposal with this id, if known."""
+        row = self.conn.execute(
+            select(*[proposals.c[name] for name in ProposalRow.__dataclass_fields__])
+            .where(proposals.c.proposal_id == proposal_id)
+        ).first()
+        return ProposalRow(**row._mapping) if row else None
+
+    def proposals_where(self, *conditions: Any) -> list[ProposalRow]:
+        """Proposals matching SQLAlchemy conditions on the proposals table."""
+        rows = self.conn.execute(
+            select(*[proposals.c[name] for name in ProposalRow.__dataclass_fields__])
+            .where(*conditions).order_by(proposals.c.created_at, proposals.c.proposal_id)
+        )
+        return [ProposalRow(**r._mapping) for r in rows]
+
+    def holding_for_offer(self, offer_id: str) -> list[ProposalRow]:
+        """Proposals that hold capacity of the offer."""
+        return self.proposals_where(proposals.c.offer_id == offer_id,
+                                    proposals.c.status.in_([s.value for s in HOLDING]))
+
+    def holding_for_case(self, case_id: str) -> list[ProposalRow]:
+        """Proposals that serve demand of the case."""
+        return self.proposals_where(proposals.c.case_id == case_id,
+                                    proposals.c.status.in_([s.value for s in HOLDING]))
+
+    def set_proposal_status(self, proposal_id: str, status: ProposalStatus, *,
+                            at: datetime, by: str | None = None, reason: str | None = None,
+                            delivered: float | None = None) -> None:
+        """Move a proposal to a new status, recording who and why."""
+        values: dict[str, Any] = {"status": status.value, "decided_at": at}
+        if by is not None:
+            values["decided_by"] = by
+        if reason is not None:
+            values["decision_reason"] = reason
+        if delivered is not None:
+            values["delivered"] = delivered
+        self.conn.execute(
+            update(proposals).where(proposals.c.proposal_id == proposal_id).values(**values)
+        )
+
+    def held_by_offer(self, shard: str | None = None) -> dict[tuple[str, int | None], float]:
+        """Capacity held per (offer, slot) by holding proposals."""
+        query = (
+            select(proposals.c.offer_id, proposals.c.slot, func.sum(proposals.c.amount))
+            .where(proposals.c.status.in_([s.value for s in HOLDING]))
+            .group_by(proposals.c.offer_id, proposals.c.slot)
+        )
+        if shard is not None:
+            query = query.where(proposals.c.shard == shard)
+        return {(o, s): float(a) for o, s, a in self.conn.execute(query)}
+
+    def served_by_item(self, shard: str | None = None) -> dict[tuple[str, str], float]:
+        """Demand served per (case, item) by holding proposals."""
+        query = (
+            select(proposals.c.case_id, proposals.c.item_id, func.sum(proposals.c.amount))
+            .where(proposals.c.status.in_([s.value for s in HOLDING]))
+            .group_by(proposals.c.case_id, proposals.c.item_id)
+        )
+        if shard is not None:
+            query = query.where(proposals.c.shard == shard)
+        return {(c, i): float(a) for c, i, a in self.conn.execute(query)}
+
+    def excluded_pairs(self, shard: str | None = None) -> set[tuple[str, str, str]]:
+        """(case, item, offer) triples a coordinator turned down: never proposed again."""
+        query = select(proposals.c.case_id, proposals.c.item_id, proposals.c.offer_id).where(
+            proposals.c.status == ProposalStatus.REJECTED.value
+        )
+        if shard is not None:
+            query = query.where(proposals.c.shard == shard)
+        return {(c, i, o) for c, i, o in self.conn.execute(query)}
+
+    def holding_volunteer_visits(self) -> list[ProposalRow]:
+        """Volunteer visits promised (proposed or approved), with their time windows."""
+        return self.proposals_where(
+            proposals.c.kind == "volunteer",
+            proposals.c.status.in_([ProposalStatus.PROPOSED.value, ProposalStatus.APPROVED.value]),
+        )
+
+    def volunteer_history(self) -> set[tuple[str, str]]:
+        """(beneficiary pseudonym, volunteer id) pairs that met in an approved or done visit."""
+        rows = self.conn.execute(
+            select(cases.c.beneficiary, offers.c.payload)
+            .select_from(proposals.join(cases, cases.c.case_id == proposals.c.case_id)
+                         .join(offers, offers.c.offer_id == proposals.c.offer_id))
+            .where(proposals.c.kind == "volunteer",
+                   proposals.c.status.in_([ProposalStatus.APPROVED.value,
+                                           ProposalStatus.FULFILLED.value]))
+        )
+        return {(ben["pseudonym"], payload["volunteer_id"]) for ben, payload in rows}
+
+    def set_unmatched(self, case_id: str, item_id: str, *, code: str | None,
+                      reason: str | None) -> None:
+        """Remember why an item is (partly) unmatched, or clear it."""
+        self.conn.execute(
+            update(need_items)
+            .where(and_(need_items.c.case_id == case_id, need_items.c.item_id == item_id))
+            .values(unmatched_code=code, unmatched_reason=reason)
+        )
+
+    def count_proposals(self, status: ProposalStatus | None = None) -> int:
+        """How many proposals there are (in one status, or all)."""
+        query = select(func.count()).select_from(proposals)
+        if status is not None:
+            query = query.where(proposals.c.status == status.value)
+        return int(self.conn.execute(query).scalar_one())
+
+    # --- outbox --------------------------------------------------------------------------------
+
+    def add_outbox(self, *, topic: str, key: str, value: str, event_id: str, event_type: str,
+                   at: datetime) -> None:
+        """Queue an outgoing event; it is published after this transaction commits."""
+        self.conn.execute(insert(outbox).values(topic=topic, key=key, value=value,
+                                                event_id=event_id, event_type=event_type,
+                                                created_at=at))
+
+    def unpublished(self, limit: int = 1000) -> list[OutboxRow]:
+        """Outgoing events not yet confirmed by the broker, oldest first."""
+        rows = self.conn.execute(
+            select(outbox.c.seq, outbox.c.topic, outbox.c.key, outbox.c.value,
+                   outbox.c.event_id, outbox.c.event_type)
+            .where(outbox.c.published_at.is_(None)).order_by(outbox.c.seq).limit(limit)
+        )
+        return [OutboxRow(**r._mapping) for r in rows]
+
+    def mark_published(self, seqs: Iterable[int], at: datetime) -> None:
+        """Record that the broker confirmed these outgoing events."""
+        seq_list = list(seqs)
+        if seq_list:
+            self.conn.execute(update(outbox).where(outbox.c.seq.in_(seq_list))
+                              .values(published_at=at))
+
+    def count(self, table_name: str) -> int:
+        """Rows in a table (for summaries and tests)."""
+        table = {t.name: t for t in (audit_log, cases, need_items, nodes, offers, outbox,
+                                     partners, proposals)}[table_name]
+        return int(self.conn.execute(select(func.count()).select_from(table)).scalar_one())
+
+
+@contextmanager
+def unit_of_work(engine: Engine) -> Iterator[Store]:
+    """A transaction: committed when the block ends normally, rolled back on error."""
+    with engine.begin() as connection:
+        yield Store(connection)
