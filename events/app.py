@@ -25,6 +25,7 @@ from sqlalchemy import Engine
 
 from events.codec import json_decoder, tolerant_parser
 from events.deadletter import DeadLetters, dead_letter_middleware
+from events.web import AsgiWithMounts
 from matcher.localkafka import ensure_topics_async
 from matcher.observability import (
     BATCH_SECONDS,
@@ -34,13 +35,22 @@ from matcher.observability import (
     PENDING_SHARDS,
     PROPOSALS,
 )
+from matcher.services.desk import Desk
 from matcher.services.engine import MatchingEngine
 from matcher.services.ingest import IncomingEvent
 from matcher.services.matching import MatchingConfig
 from matcher.settings import Settings
 from matcher.storage.database import migrate, open_engine
+from matcher.web.app import build_web
 from schemas.common import Level
-from schemas.matches import MatchDecided, MatchFulfilled, MatchProposed, MatchRevoked, NeedUnmatched
+from schemas.matches import (
+    MatchApproved,
+    MatchDecided,
+    MatchFulfilled,
+    MatchProposed,
+    MatchRevoked,
+    NeedUnmatched,
+)
 from schemas.needs import NeedEvent
 from schemas.offers import OfferEvent
 from schemas.registry import RegistryEvent
@@ -80,6 +90,11 @@ def asyncapi_of(broker: KafkaBroker) -> AsyncAPI:
     )
 
 
+def consumer_groups(group: str, topics: Topics) -> dict[str, str]:
+    """One consumer group per input topic: a rebalance of one never pauses the others."""
+    return {topic: f"{group}.{topic.rsplit('.', 1)[-1]}" for topic in topics.inputs}
+
+
 def build_app(settings: Settings, *, db: Engine | None = None) -> EngineApp:
     """Wire the broker, the service layer and the HTTP side (health, metrics, AsyncAPI)."""
     topics = Topics(settings.topic_prefix)
@@ -90,6 +105,7 @@ def build_app(settings: Settings, *, db: Engine | None = None) -> EngineApp:
                                 time_limit_s=settings.solver_time_limit_s,
                                 workers=settings.solver_workers),
     )
+    groups = consumer_groups(settings.consumer_group, topics)
     dead_letters = DeadLetters(settings.kafka_bootstrap_servers, topics.dead_letter)
     broker = KafkaBroker(
         settings.kafka_bootstrap_servers,
@@ -98,7 +114,6 @@ def build_app(settings: Settings, *, db: Engine | None = None) -> EngineApp:
         logger=logging.getLogger("matcher.broker"),
     )
     consumer = {
-        "group_id": settings.consumer_group,
         "auto_offset_reset": "earliest",
         "ack_policy": AckPolicy.NACK_ON_ERROR,
         "parser": tolerant_parser,
@@ -118,27 +133,32 @@ def build_app(settings: Settings, *, db: Engine | None = None) -> EngineApp:
         log.info(applied.summary, extra={"event_id": str(event.event_id),
                                          "topic": record.topic, "offset": record.offset})
 
-    @broker.subscriber(topics.registry, title="on_registry", **consumer)  # type: ignore[call-overload]
+    @broker.subscriber(topics.registry, title="on_registry", group_id=groups[topics.registry],
+                       **consumer)  # type: ignore[call-overload]
     async def on_registry(event: RegistryEvent, message: KafkaMessage) -> None:
         """The hierarchy and the partner registry: nodes and partners join."""
         await apply(event, message)
 
-    @broker.subscriber(topics.offers, title="on_offers", **consumer)  # type: ignore[call-overload]
+    @broker.subscriber(topics.offers, title="on_offers", group_id=groups[topics.offers],
+                       **consumer)  # type: ignore[call-overload]
     async def on_offers(event: OfferEvent, message: KafkaMessage) -> None:
         """Partner systems publish, update and withdraw offers."""
         await apply(event, message)
 
-    @broker.subscriber(topics.needs, title="on_needs", **consumer)  # type: ignore[call-overload]
+    @broker.subscriber(topics.needs, title="on_needs", group_id=groups[topics.needs],
+                       **consumer)  # type: ignore[call-overload]
     async def on_needs(event: NeedEvent, message: KafkaMessage) -> None:
         """Grid workers open, update and close cases."""
         await apply(event, message)
 
-    @broker.subscriber(topics.decisions, title="on_decisions", **consumer)  # type: ignore[call-overload]
+    @broker.subscriber(topics.decisions, title="on_decisions", group_id=groups[topics.decisions],
+                       **consumer)  # type: ignore[call-overload]
     async def on_decisions(event: MatchDecided, message: KafkaMessage) -> None:
         """Coordinators approve or reject proposals."""
         await apply(event, message)
 
-    @broker.subscriber(topics.fulfilments, title="on_fulfilments", **consumer)  # type: ignore[call-overload]
+    @broker.subscriber(topics.fulfilments, title="on_fulfilments", group_id=groups[topics.fulfilments],
+                       **consumer)  # type: ignore[call-overload]
     async def on_fulfilments(event: MatchFulfilled, message: KafkaMessage) -> None:
         """Partners report how approved matches went."""
         await apply(event, message)
@@ -161,6 +181,16 @@ def build_app(settings: Settings, *, db: Engine | None = None) -> EngineApp:
         "dlq.reason_code, dlq.reason, dlq.topic, dlq.partition, dlq.offset, dlq.at.",
     )
     publishers = {topics.proposals: to_proposals, topics.unmatched: to_unmatched}
+
+    # --- coordination (issue 4): assignments to partners, web API + console, sweep loop ---
+    publishers[topics.assignments] = broker.publisher(
+        topics.assignments, title="to_assignments", schema=MatchApproved,
+        description="Approved matches for the offering partner (match.approved), keyed by "
+        "partner id; the partner answers with match.fulfilled on the fulfilments topic.",
+    )
+    web = build_web(engine, settings)
+    desk: Desk = web.state.desk
+    # --- end coordination -------------------------------------------------------------------
 
     async def relay_outbox() -> None:
         """Publish committed outgoing events, then mark them published (at-least-once)."""
@@ -217,7 +247,10 @@ def build_app(settings: Settings, *, db: Engine | None = None) -> EngineApp:
         # Catch up: demand left open by an earlier run is matched again at once.
         engine.mark_dirty(await asyncio.to_thread(engine.all_shards))
         app.tasks = [asyncio.create_task(relay_outbox(), name="relay_outbox"),
-                     asyncio.create_task(match_continuously(), name="match_continuously")]
+                     asyncio.create_task(match_continuously(), name="match_continuously"),
+                     # coordination (issue 4): escalate / expire pending proposals
+                     asyncio.create_task(desk.sweep_forever(app.wake_relay.set),
+                                         name="sweep_pending")]
         app.wake_relay.set()
         log.info("engine started", extra={"bootstrap": settings.kafka_bootstrap_servers,
                                           "topic_prefix": settings.topic_prefix})
@@ -233,8 +266,9 @@ def build_app(settings: Settings, *, db: Engine | None = None) -> EngineApp:
         await dead_letters.stop()
         log.info("engine stopped")
 
-    asgi = AsgiFastStream(
+    asgi = AsgiWithMounts(
         broker,
+        mounts=[("/api", web), ("/console", web)],  # coordination (issue 4)
         asgi_routes=[("/health", make_ping_asgi(broker, timeout=5.0)),
                      ("/metrics", make_asgi_app(REGISTRY))],
         asyncapi_path="/asyncapi",

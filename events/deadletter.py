@@ -46,17 +46,24 @@ class DeadLetters:
 
     def __init__(self, bootstrap: str, topic: str) -> None:
         self.topic = topic
-        self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all",
-                                          enable_idempotence=True)
+        self.bootstrap = bootstrap
+        self._producer: AIOKafkaProducer | None = None
 
     async def start(self) -> None:
+        """Connect (the producer belongs to the running event loop, so it is made here)."""
+        self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all",
+                                          enable_idempotence=True)
         await self._producer.start()
 
     async def stop(self) -> None:
-        await self._producer.stop()
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
 
     async def send(self, record: ConsumerRecord[Any, Any], code: str, reason: str) -> None:
         """Dead-letter one record (waits for the broker's acknowledgement)."""
+        if self._producer is None:
+            raise RuntimeError("dead-letter producer is not started")
         await self._producer.send_and_wait(
             self.topic, value=record.value, key=record.key,
             headers=dead_letter_headers(record, code, reason),

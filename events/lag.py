@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
@@ -22,13 +22,18 @@ async def end_offsets(bootstrap: str, topics: Sequence[str]) -> dict[TopicPartit
         await consumer.stop()
 
 
-async def consumer_lag(bootstrap: str, group: str, topics: Sequence[str]) -> int:
-    """Records written to the topics that the group has not committed yet."""
-    ends = await end_offsets(bootstrap, topics)
+async def consumer_lag(bootstrap: str, groups: Mapping[str, str]) -> int:
+    """Records written to the topics that their groups have not committed yet.
+
+    `groups` maps each topic to the consumer group that reads it.
+    """
+    ends = await end_offsets(bootstrap, list(groups))
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
+    committed = {}
     try:
-        committed = await admin.list_consumer_group_offsets(group)
+        for group in set(groups.values()):
+            committed.update(await admin.list_consumer_group_offsets(group))
     finally:
         await admin.close()
     return sum(end - (committed[tp].offset if tp in committed and committed[tp].offset >= 0

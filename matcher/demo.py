@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from events.app import build_app
+from events.app import build_app, consumer_groups
 from events.lag import consumer_lag
 from matcher.localkafka import LocalKafka
 from matcher.runner import running
@@ -49,8 +49,8 @@ async def wait_until_consumed(settings: Settings, topics: Topics, engine: Matchi
         while settled < SETTLE_CHECKS:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the engine did not {what} within {timeout_s:.0f} s")
-            lag = await consumer_lag(settings.kafka_bootstrap_servers, settings.consumer_group,
-                                     topics.inputs)
+            lag = await consumer_lag(settings.kafka_bootstrap_servers,
+                                     consumer_groups(settings.consumer_group, topics))
             backlog = len(await asyncio.to_thread(engine.unpublished, 1))
             busy = lag or engine.pending_shards() or backlog
             status.update(f"Waiting for the engine to {what}: {lag} events to consume, "

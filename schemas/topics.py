@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# Every registry event carries this one key, so the registry topic keeps one total order:
+# a parent node before its children, a node before the partners attached to it.
+REGISTRY_KEY = "registry"
+
 
 @dataclass(frozen=True)
 class Topics:
     """Every topic the engine reads or writes.
 
-    Keys: offers by offer id, needs by case id, registry by node/partner id, decisions and
+    Keys: offers by offer id, needs by case id, the registry by REGISTRY_KEY, decisions and
     fulfilment by proposal id, proposals and unmatched by case id; so per-entity order holds.
     """
 
@@ -53,4 +57,9 @@ class Topics:
 
     @property
     def all(self) -> tuple[str, ...]:
-        return (*self.inputs, self.proposals, self.unmatched, self.dead_letter)
+        return (*self.inputs, self.proposals, self.unmatched, self.dead_letter, self.assignments)
+
+    @property
+    def assignments(self) -> str:
+        """Approved matches sent to the offering partner, keyed by partner id."""
+        return f"{self.prefix}.assignments"

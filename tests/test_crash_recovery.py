@@ -15,13 +15,14 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from events.lag import consumer_lag
+from events.app import consumer_groups
+from events.lag import consumer_lag, end_offsets
 from matcher.localkafka import ensure_topics_async
 from matcher.settings import Settings
 from matcher.storage.database import open_engine
 from matcher.storage.store import HOLDING, unit_of_work
 from matcher.storage.tables import offers, proposals
-from schemas.topics import Topics
+from schemas.topics import REGISTRY_KEY, Topics
 from tests import factories as f
 from tests.kafka_helpers import engine_settings, produce, read_until
 
@@ -50,8 +51,7 @@ def stream() -> tuple[list[tuple[str, bytes, bytes]], int]:
     """Registry, then many offers and cases, as (topic kind, key, value)."""
     records: list[tuple[str, bytes, bytes]] = []
     for event in [*f.hierarchy(), f.partner("p1"), f.partner("p2")]:
-        key = event["payload"].get("node_id") or event["payload"]["partner_id"]
-        records.append(("registry", key.encode(), f.encode(event)))
+        records.append(("registry", REGISTRY_KEY.encode(), f.encode(event)))
     for n in range(OFFERS):
         event = f.goods_offer(f"g{n}", "p1" if n % 2 else "p2", quantity=3)
         records.append(("offers", f"g{n}".encode(), f.encode(event)))
@@ -93,14 +93,22 @@ async def test_kill_mid_stream_then_restart_loses_nothing_and_counts_once(
     topics = Topics(settings.topic_prefix)
     await ensure_topics_async(kafka_bootstrap, topics.all, 3)
     records, total = stream()
-    for kind in ("registry", "offers", "needs"):
+
+    async def publish(kind: str) -> None:
         await produce(kafka_bootstrap, getattr(topics, kind),
                       [(key, value) for k, key, value in records if k == kind])
-    log = tmp_path / "engine.log"
 
+    # Partners join before they publish: the registry is applied first, then the stream.
+    await publish("registry")
+    log = tmp_path / "engine.log"
     first = start_engine(settings, log)
     try:
-        while applied(settings) < 40:
+        while applied(settings) < 10:
+            assert first.poll() is None, log.read_text()[-3000:]
+            await asyncio.sleep(0.05)
+        await publish("offers")
+        await publish("needs")
+        while applied(settings) < 60:
             assert first.poll() is None, log.read_text()[-3000:]
             await asyncio.sleep(0.05)
     finally:
@@ -113,7 +121,8 @@ async def test_kill_mid_stream_then_restart_loses_nothing_and_counts_once(
     try:
         await wait_healthy(settings, second)
         for _ in range(600):
-            lag = await consumer_lag(kafka_bootstrap, settings.consumer_group, topics.inputs)
+            lag = await consumer_lag(kafka_bootstrap,
+                                     consumer_groups(settings.consumer_group, topics))
             if lag == 0 and applied(settings) == total:
                 break
             await asyncio.sleep(0.2)
@@ -144,6 +153,8 @@ async def test_kill_mid_stream_then_restart_loses_nothing_and_counts_once(
     assert all(per_offer[o] <= capacity[o] + 1e-9 for o in per_offer), "capacity never exceeded"
     assert all(v <= 2 + 1e-9 for v in per_case.values()), "demand never exceeded"
     assert sum(per_case.values()) == pytest.approx(min(OFFERS * 3, CASES * 2))
+    dead = await end_offsets(kafka_bootstrap, [topics.dead_letter])
+    assert sum(dead.values()) == 0, "nothing was dead-lettered"
     published = await read_until(
         kafka_bootstrap, topics.proposals,
         lambda rs: {_proposal_id(r) for r in rs} >= {p for *_, p in holding})

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from events.app import build_app
+from events.app import build_app, consumer_groups
 from events.lag import consumer_lag
 from matcher.runner import running
 from matcher.storage.store import unit_of_work
-from schemas.topics import Topics
+from schemas.topics import REGISTRY_KEY, Topics
 from tests import factories as f
 from tests.kafka_helpers import engine_settings, produce, read_until, wait_for
 
@@ -27,14 +27,13 @@ def keyed(event: dict[str, Any], key: str) -> tuple[bytes, bytes]:
 async def register(bootstrap: str, topics: Topics) -> None:
     """The centre registers the hierarchy and two partners."""
     events = [*f.hierarchy(), f.partner("p1"), f.partner("p2")]
-    await produce(bootstrap, topics.registry, [keyed(e, e["payload"].get("node_id") or
-                                                     e["payload"]["partner_id"]) for e in events])
+    await produce(bootstrap, topics.registry, [keyed(e, REGISTRY_KEY) for e in events])
 
 
 async def wait_for_no_lag(bootstrap: str, group: str, topics: Topics) -> None:
     """Until the engine has committed every input record."""
     for _ in range(300):
-        if await consumer_lag(bootstrap, group, topics.inputs) == 0:
+        if await consumer_lag(bootstrap, consumer_groups(group, topics)) == 0:
             return
         await asyncio.sleep(0.2)
     raise TimeoutError("the engine did not catch up")
@@ -128,6 +127,7 @@ async def test_a_duplicated_event_changes_nothing(kafka_bootstrap: str, tmp_path
     need = f.case("c1")
     async with running(app):
         await register(kafka_bootstrap, topics)
+        await wait_for(lambda: audit_count(app) == 10, what="registry applied")
         await produce(kafka_bootstrap, topics.offers, [keyed(offer, "o1"), keyed(offer, "o1")])
         await produce(kafka_bootstrap, topics.needs, [keyed(need, "c1"), keyed(need, "c1")])
         await read_until(kafka_bootstrap, topics.proposals,

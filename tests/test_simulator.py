@@ -45,6 +45,7 @@ from schemas import (
 from schemas.needs import need_event_adapter
 from schemas.offers import offer_event_adapter
 from schemas.registry import registry_event_adapter
+from schemas.topics import REGISTRY_KEY
 
 DAY = date(2026, 11, 30)
 LEVEL_DEPTH = {Level.CENTRE: 0, Level.WORKSTATION: 1, Level.STUDIO: 2, Level.GRID: 3}
@@ -291,8 +292,8 @@ def test_topic_and_key_route_each_type(district: District, day_events: list[Even
     registry = registry_events(district, datetime(2026, 11, 29, 8, 0, tzinfo=TZ))
     node = next(e for e in registry if isinstance(e, NodeRegistered))
     partner = next(e for e in registry if isinstance(e, PartnerRegistered))
-    assert topic_and_key(node, topics) == ("t.registry", node.payload.node_id.encode())
-    assert topic_and_key(partner, topics) == ("t.registry", partner.payload.partner_id.encode())
+    assert topic_and_key(node, topics) == ("t.registry", REGISTRY_KEY.encode())
+    assert topic_and_key(partner, topics) == ("t.registry", REGISTRY_KEY.encode())
     for offer_type in (OfferPublished, OfferUpdated, OfferWithdrawn):
         offer = next(e for e in day_events if isinstance(e, offer_type))
         assert isinstance(offer, OfferPublished | OfferUpdated | OfferWithdrawn)

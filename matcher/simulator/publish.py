@@ -20,6 +20,7 @@ from schemas import (
     PartnerRegistered,
     Topics,
 )
+from schemas.topics import REGISTRY_KEY
 
 # Events in flight before waiting for their acknowledgements: big enough to keep the
 # producer's batches full, small enough to report progress often.
@@ -36,11 +37,11 @@ class Route(NamedTuple):
 
 
 def route(event: Envelope, topics: Topics = DEFAULT_TOPICS) -> Route:
-    """The topic, key and type of an event; keys keep each entity's events in order."""
+    """The topic, key and type of an event; keys keep each entity's (and the registry's) order."""
     if isinstance(event, NodeRegistered):
-        return Route(topics.registry, event.payload.node_id, event.event_type)
+        return Route(topics.registry, REGISTRY_KEY, event.event_type)
     if isinstance(event, PartnerRegistered):
-        return Route(topics.registry, event.payload.partner_id, event.event_type)
+        return Route(topics.registry, REGISTRY_KEY, event.event_type)
     if isinstance(event, OfferPublished | OfferUpdated | OfferWithdrawn):
         return Route(topics.offers, event.payload.offer_id, event.event_type)
     if isinstance(event, CaseOpened | CaseUpdated | CaseClosed):
