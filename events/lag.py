@@ -9,15 +9,28 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 
 
+async def partitions_of(bootstrap: str, topics: Sequence[str]) -> list[TopicPartition]:
+    """Every partition of the topics (missing topics have none)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        described = await admin.describe_topics(list(topics))
+    finally:
+        await admin.close()
+    return [TopicPartition(topic["topic"], partition["partition"])
+            for topic in described if not topic.get("error_code")
+            for partition in topic["partitions"]]
+
+
 async def end_offsets(bootstrap: str, topics: Sequence[str]) -> dict[TopicPartition, int]:
     """Next offset to be written, per partition of the topics."""
+    partitions = await partitions_of(bootstrap, topics)
+    if not partitions:
+        return {}
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        await consumer.topics()  # loads cluster metadata, so partitions are known
-        partitions = [TopicPartition(topic, p) for topic in topics
-                      for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        return dict(await consumer.end_offsets(partitions)) if partitions else {}
+        return dict(await consumer.end_offsets(partitions))
     finally:
         await consumer.stop()
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from functools import lru_cache
 from pathlib import Path
 
@@ -62,6 +63,27 @@ class Settings(BaseSettings):
     http_port: int = Field(default=8080, description="Port of the health/metrics server.")
     log_level: str = Field(default="INFO", description="Log level.")
     log_json: bool = Field(default=True, description="Log one JSON object per line.")
+
+    # Coordination (console, API, proposal lifecycle)
+    session_secret: str = Field(
+        default_factory=lambda: secrets.token_urlsafe(32),
+        description="Secret signing console session cookies; random per process unless set "
+        "(then sign-ins do not survive a restart).",
+    )
+    session_https_only: bool = Field(default=False,
+                                     description="Send the session cookie over HTTPS only.")
+    proposal_escalate_after_s: float = Field(
+        default=4 * 3600, gt=0,
+        description="A proposal pending this long escalates to the parent node.")
+    proposal_expire_after_s: float = Field(
+        default=24 * 3600, gt=0,
+        description="A proposal pending this long expires (or is approved automatically).")
+    auto_approve_kinds: list[str] = Field(
+        default_factory=list,
+        description="Offer kinds whose expiring proposals are approved automatically, e.g. "
+        '["goods"] (JSON list in the environment).')
+    sweep_interval_s: float = Field(default=60.0, gt=0,
+                                    description="How often pending proposals are swept.")
 
 
 @lru_cache

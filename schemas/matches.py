@@ -198,3 +198,41 @@ class MatchRevoked(Envelope):
         default="match.revoked", description="Event discriminator.", examples=["match.revoked"]
     )
     payload: Revocation = Field(description="What was revoked, and why.")
+
+
+class Assignment(WireModel):
+    """An approved match, told to the partner whose offer serves it."""
+
+    proposal_id: Identifier = Field(description="The approved proposal; quote it when "
+                                    "reporting fulfilment.", examples=["prop-1a2b3c"])
+    case_id: Identifier = Field(description="Case served.", examples=["case-000381"])
+    item_id: Identifier = Field(description="Item of the case served.", examples=["i1"])
+    grid_id: Identifier = Field(description="Grid of the case (whose grid worker to contact).",
+                                examples=["ws-gongchen-studio-3-grid-2"])
+    beneficiary: Identifier = Field(description="Pseudonym of the beneficiary; never a name.",
+                                    examples=["ben-7f3a"])
+    offer_id: Identifier = Field(description="The partner's offer used.",
+                                 examples=["offer-v-0042"])
+    partner_id: Identifier = Field(description="Partner owning the offer.",
+                                   examples=["partner-017"])
+    kind: OfferKind = Field(description="Kind of offer.", examples=["volunteer"])
+    amount: float = Field(gt=0, description="How much of the offer is committed (item units).",
+                          examples=[2])
+    unit: str = Field(description="Unit of amount.", examples=["hours"])
+    window: TimeWindow | None = Field(
+        default=None, description="When it happens.",
+        examples=[{"start": "2026-11-30T09:00:00+08:00", "end": "2026-11-30T11:00:00+08:00"}],
+    )
+    approved_by: str = Field(description="Coordinator who approved, or 'auto' for automatic "
+                             "approval of a kind configured so.", examples=["coord-gongchen"])
+    note: str = Field(default="", max_length=500, description="The coordinator's note.",
+                      examples=["please call the grid worker before the first visit"])
+
+
+class MatchApproved(Envelope):
+    """A coordinator approved a match: the partner's capacity is committed to it."""
+
+    event_type: Literal["match.approved"] = Field(
+        default="match.approved", description="Event discriminator.", examples=["match.approved"]
+    )
+    payload: Assignment = Field(description="What the partner is asked to deliver.")

@@ -84,3 +84,16 @@ ensure_postgres() {
   fi
   export MATCHER_TEST_POSTGRES_URL="postgresql+psycopg://matcher@127.0.0.1:$PG_PORT/postgres"
 }
+
+ensure_chromium() {
+  # Debian's headless Chromium for the browser tests (Playwright's own download is not used).
+  if command -v chromium >/dev/null; then
+    return 0
+  fi
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    say "Installing Chromium (Debian package) for the browser tests"
+    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
+  else
+    say "Chromium is not installed: the browser tests will fail (apt-get install chromium)"
+  fi
+}

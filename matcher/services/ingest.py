@@ -18,17 +18,15 @@ from matcher.domain.errors import (
     InvalidCommand,
     InvalidHierarchy,
     NotOwner,
-    ProposalNotFound,
-    StaleProposal,
     StaleVersion,
     UnknownPartner,
     UnknownReference,
 )
 from matcher.domain.hierarchy import child_path, in_subtree, parent_level, root_path, shard_of
+from matcher.services import decisions
 from matcher.storage.store import ProposalRow, Store
 from schemas.common import Level
 from schemas.matches import (
-    Decision,
     MatchDecided,
     MatchFulfilled,
     MatchRevoked,
@@ -331,43 +329,31 @@ def close_case(event: CaseClosed, store: Store, ctx: Context) -> str:
 
 
 def decide_match(event: MatchDecided, store: Store, ctx: Context) -> str:
-    """A coordinator approves or rejects a pending proposal; a decided one is never re-decided."""
+    """A coordinator decides over Kafka: the decision service checks and applies it once."""
     decision = event.payload
-    proposal = store.proposal(decision.proposal_id)
-    if proposal is None:
-        raise ProposalNotFound(f"proposal '{decision.proposal_id}' is not known")
-    if proposal.status != ProposalStatus.PROPOSED:
-        raise StaleProposal(f"proposal '{proposal.proposal_id}' is {proposal.status} already")
-    if decision.decision is Decision.REJECT and not decision.reason.strip():
-        raise InvalidCommand("a rejection needs a reason")
-    status = (ProposalStatus.APPROVED if decision.decision is Decision.APPROVE
-              else ProposalStatus.REJECTED)
-    reason = decision.reason
-    if decision.decision is Decision.REQUEST_ALTERNATIVE:
-        reason = f"alternative requested: {reason}".rstrip(": ")
-    store.set_proposal_status(proposal.proposal_id, status, at=event.occurred_at,
-                              by=decision.coordinator_id, reason=reason)
-    if status is ProposalStatus.REJECTED:
-        ctx.changed_shards.add(proposal.shard)  # the item goes back to matching
-    return f"proposal {proposal.proposal_id} {status} by {decision.coordinator_id}"
+    if event.producer != decision.coordinator_id:
+        raise InvalidCommand(f"'{event.producer}' cannot decide for "
+                             f"'{decision.coordinator_id}'")
+    # The audit entry is written by apply_event under the event's own id.
+    result = decisions.decide(
+        store, decision=decision.decision, proposal_id=decision.proposal_id,
+        coordinator_id=decision.coordinator_id, reason=decision.reason,
+        clock=lambda: event.occurred_at, topics=ctx.topics, channel=ctx.topics.decisions,
+    )
+    ctx.changed_shards.update(result.changed_shards)
+    return result.summary
 
 
 def report_fulfilment(event: MatchFulfilled, store: Store, ctx: Context) -> str:
     """The offering partner reports how an approved match went."""
     report = event.payload
-    proposal = store.proposal(report.proposal_id)
-    if proposal is None:
-        raise ProposalNotFound(f"proposal '{report.proposal_id}' is not known")
-    if proposal.partner_id != event.producer:
-        raise NotOwner(f"only '{proposal.partner_id}' reports on proposal '{proposal.proposal_id}'")
-    if proposal.status != ProposalStatus.APPROVED:
-        raise StaleProposal(f"proposal '{proposal.proposal_id}' is {proposal.status}, not approved")
-    store.set_proposal_status(proposal.proposal_id, OUTCOME_STATUS[report.outcome],
-                              at=event.occurred_at, reason=report.note or None,
-                              delivered=report.delivered)
-    if report.outcome is not Outcome.FULFILLED:
-        ctx.changed_shards.add(proposal.shard)  # demand is open again
-    return f"proposal {proposal.proposal_id} {report.outcome} (reported by {event.producer})"
+    result = decisions.report_outcome(
+        store, proposal_id=report.proposal_id, outcome=report.outcome,
+        delivered=report.delivered, note=report.note, reported_by=event.producer,
+        clock=lambda: event.occurred_at, channel=ctx.topics.fulfilments,
+    )
+    ctx.changed_shards.update(result.changed_shards)
+    return result.summary
 
 
 # --- revocation ---------------------------------------------------------------------------------

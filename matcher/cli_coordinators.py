@@ -1,0 +1,59 @@
+"""`matcher coordinators add|load|seed-demo`: the people who decide on proposals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from sqlalchemy import Engine
+
+from matcher.domain.errors import DomainError
+from matcher.services.coordinators import add_coordinator, load_coordinators, seed_demo_coordinators
+from matcher.services.engine import utc_now
+from matcher.settings import get_settings
+from matcher.storage.database import migrate, open_engine
+from matcher.storage.store import unit_of_work
+
+coordinators_app = typer.Typer(name="coordinators", no_args_is_help=True,
+                               help="Add coordinators who approve and reject proposals.")
+console = Console()
+
+
+def _database() -> Engine:
+    """The configured database, migrated."""
+    engine = open_engine(get_settings().database_url)
+    migrate(engine)
+    return engine
+
+
+@coordinators_app.command("add")
+def add(username: str, node_id: str = typer.Option(..., help="Node they coordinate."),
+        display_name: str = typer.Option("", help="Name shown in the console."),
+        password: str = typer.Option(..., prompt=True, hide_input=True,
+                                     confirmation_prompt=True)) -> None:
+    """Add (or replace) one coordinator at a node of the hierarchy."""
+    try:
+        with unit_of_work(_database()) as store:
+            add_coordinator(store, username=username, display_name=display_name or username,
+                            node_id=node_id, password=password, clock=utc_now)
+    except DomainError as refused:
+        console.print(f"[red]{refused.reason}[/red]")
+        raise typer.Exit(1) from refused
+    console.print(f"coordinator {username} added at {node_id}")
+
+
+@coordinators_app.command("load")
+def load(path: Path) -> None:
+    """Add every coordinator of a JSON (or YAML) file: [{username, display_name, node_id,
+    password, active}]."""
+    with unit_of_work(_database()) as store:
+        names = load_coordinators(store, path, clock=utc_now)
+    console.print(f"{len(names)} coordinators loaded: {', '.join(names)}")
+
+
+@coordinators_app.command("seed-demo")
+def seed_demo() -> None:
+    """One demo coordinator per level down to the busiest grid (known passwords)."""
+    for username, password, node_id in seed_demo_coordinators(_database()):
+        console.print(f"{username} / {password}  at {node_id}")

@@ -1,0 +1,265 @@
+"""What a coordinator may read: the queue, proposals, cases, offers and unmatched needs.
+
+Every query is limited to the coordinator's subtree in SQL and checked again per row, so
+a read outside the jurisdiction is refused (NotInJurisdiction), never silently filtered.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import and_, select
+
+from matcher.domain.errors import NotInJurisdiction, ProposalNotFound, UnknownReference
+from matcher.services.jurisdiction import Coordinator, require_case_in_jurisdiction
+from matcher.storage.coordination import CoordinationStore
+from matcher.storage.store import Store
+from matcher.storage.tables import audit_log, cases, need_items, nodes, offers, proposals
+from schemas.matches import ProposalStatus
+
+
+class QueueEntry(BaseModel):
+    """A pending proposal as it appears in a coordinator's queue."""
+
+    proposal_id: str
+    case_id: str
+    item_id: str
+    grid_id: str
+    offer_id: str
+    partner_id: str
+    kind: str
+    need: str
+    amount: float
+    unit: str
+    urgency: int
+    deadline: datetime
+    window_start: datetime | None
+    window_end: datetime | None
+    score: float
+    status: str
+    created_at: datetime
+    waiting_s: float
+    escalated_to: str | None = None
+    explanation: dict[str, Any]
+
+
+class HistoryEntry(BaseModel):
+    """One line of the audit log about a case, offer or proposal."""
+
+    at: datetime
+    event_type: str
+    by: str
+    summary: str
+
+
+class ProposalView(QueueEntry):
+    """A proposal with who decided it and why."""
+
+    decided_by: str | None
+    decision_reason: str | None
+    history: list[HistoryEntry]
+
+
+class CaseView(BaseModel):
+    """A case in the coordinator's jurisdiction, sensitive attributes included."""
+
+    case_id: str
+    grid_id: str
+    status: str
+    version: int
+    opened_at: datetime
+    beneficiary: dict[str, Any]
+    items: list[dict[str, Any]]
+    proposals: list[ProposalView]
+    history: list[HistoryEntry]
+
+
+class OfferView(BaseModel):
+    """An offer and the proposals on it that lie in the coordinator's jurisdiction."""
+
+    offer_id: str
+    partner_id: str
+    kind: str
+    status: str
+    version: int
+    node_id: str
+    capacity: float
+    unit: str
+    payload: dict[str, Any]
+    proposals: list[ProposalView]
+    history: list[HistoryEntry]
+
+
+class UnmatchedNeed(BaseModel):
+    """A need item left (partly) unmatched, with the engine's reason."""
+
+    case_id: str
+    item_id: str
+    grid_id: str
+    kind: str
+    need: str
+    quantity: float
+    unit: str
+    urgency: int
+    deadline: datetime
+    reason_code: str
+    reason: str
+
+
+def _in_subtree(coordinator: Coordinator) -> Any:
+    """SQL condition: the joined node lies in the coordinator's subtree (no LIKE wildcards)."""
+    return nodes.c.path.startswith(coordinator.node_path, autoescape=True)
+
+
+def _proposal_query() -> Any:
+    """Proposals joined with their item (urgency, need) and grid node."""
+    return (
+        select(proposals, need_items.c.need, need_items.c.urgency, need_items.c.deadline,
+               nodes.c.path.label("grid_path"))
+        .join(need_items, and_(need_items.c.case_id == proposals.c.case_id,
+                               need_items.c.item_id == proposals.c.item_id))
+        .join(nodes, nodes.c.node_id == proposals.c.grid_id)
+    )
+
+
+def _entry(row: Any, now: datetime, escalated_to: str | None) -> dict[str, Any]:
+    """Fields of a queue entry from a joined row."""
+    data = dict(row._mapping)
+    data["waiting_s"] = max((now - data["created_at"]).total_seconds(), 0.0)
+    data["escalated_to"] = escalated_to
+    return data
+
+
+def pending_queue(store: Store, coordinator: Coordinator, *, now: datetime,
+                  grid_id: str | None = None, kind: str | None = None,
+                  min_urgency: int | None = None, limit: int = 200) -> list[QueueEntry]:
+    """Pending proposals in the jurisdiction, most urgent first (escalated ones lead ties)."""
+    query = _proposal_query().where(proposals.c.status == ProposalStatus.PROPOSED.value,
+                                    _in_subtree(coordinator))
+    if grid_id:
+        query = query.where(proposals.c.grid_id == grid_id)
+    if kind:
+        query = query.where(proposals.c.kind == kind)
+    if min_urgency is not None:
+        query = query.where(need_items.c.urgency >= min_urgency)
+    rows = [r for r in store.conn.execute(query) if coordinator.covers(r.grid_path)]
+    escalated = CoordinationStore(store.conn).escalations_for([r.proposal_id for r in rows])
+    entries = [QueueEntry(**_entry(r, now, escalated[r.proposal_id].escalated_to
+                                   if r.proposal_id in escalated else None)) for r in rows]
+    entries.sort(key=lambda e: (-e.urgency, e.escalated_to is None, e.deadline, e.created_at))
+    return entries[:limit]
+
+
+def _history(store: Store, pattern: str) -> list[HistoryEntry]:
+    """Audit lines naming an entity ('case c1', 'offer o1', 'proposal p1'), oldest first."""
+    rows = store.conn.execute(
+        select(audit_log.c.applied_at, audit_log.c.event_type, audit_log.c.producer,
+               audit_log.c.summary)
+        .where(audit_log.c.summary.contains(pattern, autoescape=True))
+        .order_by(audit_log.c.seq)
+    )
+    # 'case c1' must not match 'case c10'.
+    exact = re.compile(re.escape(pattern) + r"(?![A-Za-z0-9_.:-])")
+    return [HistoryEntry(at=r.applied_at, event_type=r.event_type, by=r.producer,
+                         summary=r.summary) for r in rows if exact.search(r.summary)]
+
+
+def _views(store: Store, rows: list[Any], now: datetime) -> list[ProposalView]:
+    """Full views of joined proposal rows."""
+    escalated = CoordinationStore(store.conn).escalations_for([r.proposal_id for r in rows])
+    return [
+        ProposalView(**_entry(r, now, escalated[r.proposal_id].escalated_to
+                              if r.proposal_id in escalated else None),
+                     history=_history(store, f"proposal {r.proposal_id}"))
+        for r in rows
+    ]
+
+
+def proposal_view(store: Store, coordinator: Coordinator, proposal_id: str, *,
+                  now: datetime) -> ProposalView:
+    """One proposal with its explanation, if it lies in the jurisdiction."""
+    row = store.conn.execute(
+        _proposal_query().where(proposals.c.proposal_id == proposal_id)
+    ).first()
+    if row is None:
+        raise ProposalNotFound(f"proposal '{proposal_id}' is not known")
+    require_case_in_jurisdiction(store, coordinator, row.grid_id, f"proposal '{proposal_id}'")
+    return _views(store, [row], now)[0]
+
+
+def case_view(store: Store, coordinator: Coordinator, case_id: str, *,
+              now: datetime) -> CaseView:
+    """A case with items, every proposal made for it and its history."""
+    case = store.case(case_id)
+    if case is None:
+        raise UnknownReference(f"case '{case_id}' is not known")
+    require_case_in_jurisdiction(store, coordinator, case.grid_id, f"case '{case_id}'")
+    items = [dict(r._mapping) for r in store.conn.execute(
+        select(need_items).where(need_items.c.case_id == case_id).order_by(need_items.c.item_id)
+    )]
+    rows = list(store.conn.execute(
+        _proposal_query().where(proposals.c.case_id == case_id)
+        .order_by(proposals.c.created_at, proposals.c.proposal_id)
+    ))
+    status = store.conn.execute(select(cases.c.status).where(cases.c.case_id == case_id))
+    return CaseView(case_id=case.case_id, grid_id=case.grid_id, status=status.scalar_one(),
+                    version=case.version, opened_at=case.opened_at,
+                    beneficiary=case.beneficiary, items=items,
+                    proposals=_views(store, rows, now),
+                    history=_history(store, f"case {case_id}"))
+
+
+def offer_view(store: Store, coordinator: Coordinator, offer_id: str, *,
+               now: datetime) -> OfferView:
+    """An offer based in the jurisdiction, or serving a case in it."""
+    offer = store.conn.execute(
+        select(offers, nodes.c.path).join(nodes, nodes.c.node_id == offers.c.node_id)
+        .where(offers.c.offer_id == offer_id)
+    ).first()
+    if offer is None:
+        raise UnknownReference(f"offer '{offer_id}' is not known")
+    rows = [r for r in store.conn.execute(
+        _proposal_query().where(proposals.c.offer_id == offer_id, _in_subtree(coordinator))
+        .order_by(proposals.c.created_at, proposals.c.proposal_id)
+    ) if coordinator.covers(r.grid_path)]
+    if not coordinator.covers(offer.path) and not rows:
+        raise NotInJurisdiction(
+            f"offer '{offer_id}' is neither based in nor serving the jurisdiction of "
+            f"'{coordinator.username}' ({coordinator.level} '{coordinator.node_id}')"
+        )
+    data = {k: v for k, v in offer._mapping.items() if k in OfferView.model_fields}
+    return OfferView(**data, proposals=_views(store, rows, now),
+                     history=_history(store, f"offer {offer_id}"))
+
+
+def unmatched_needs(store: Store, coordinator: Coordinator, *,
+                    grid_id: str | None = None) -> list[UnmatchedNeed]:
+    """Open items in the jurisdiction the engine could not (fully) serve, with reasons."""
+    query = (
+        select(need_items, cases.c.grid_id, nodes.c.path)
+        .join(cases, cases.c.case_id == need_items.c.case_id)
+        .join(nodes, nodes.c.node_id == cases.c.grid_id)
+        .where(need_items.c.status == "open", cases.c.status == "open",
+               need_items.c.unmatched_code.is_not(None), _in_subtree(coordinator))
+        .order_by(need_items.c.urgency.desc(), need_items.c.deadline)
+    )
+    if grid_id:
+        query = query.where(cases.c.grid_id == grid_id)
+    return [
+        UnmatchedNeed(case_id=r.case_id, item_id=r.item_id, grid_id=r.grid_id, kind=r.kind,
+                      need=r.need, quantity=r.quantity, unit=r.unit, urgency=r.urgency,
+                      deadline=r.deadline, reason_code=r.unmatched_code,
+                      reason=r.unmatched_reason or "")
+        for r in store.conn.execute(query) if coordinator.covers(r.path)
+    ]
+
+
+def grids_in(store: Store, coordinator: Coordinator) -> list[str]:
+    """Ids of the grids in the jurisdiction (for filters)."""
+    return list(store.conn.execute(
+        select(nodes.c.node_id).where(nodes.c.level == "grid", _in_subtree(coordinator))
+        .order_by(nodes.c.node_id)
+    ).scalars())

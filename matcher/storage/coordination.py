@@ -1,0 +1,137 @@
+"""Coordinators and the oversight of proposals: tables and their repository.
+
+The tables join the engine's one `metadata`, so Alembic sees them (revision 0002).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Connection,
+    ForeignKey,
+    String,
+    Table,
+    and_,
+    insert,
+    select,
+    update,
+)
+
+from matcher.storage.tables import UtcDateTime, metadata, nodes, proposals
+from schemas.matches import ProposalStatus
+
+coordinators = Table(
+    "coordinators",
+    metadata,
+    # The username is also the coordinator_id carried by decision events.
+    Column("username", String(80), primary_key=True),
+    Column("display_name", String(120), nullable=False),
+    Column("node_id", String(80), ForeignKey("nodes.node_id"), nullable=False),
+    Column("password_hash", String(200), nullable=False),
+    Column("active", Boolean, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+escalations = Table(
+    "proposal_escalations",
+    metadata,
+    Column("proposal_id", String(80), ForeignKey("proposals.proposal_id"), primary_key=True),
+    # The node whose coordinators are now asked to decide (an ancestor of the case's grid).
+    Column("escalated_to", String(80), ForeignKey("nodes.node_id"), nullable=False),
+    Column("escalated_at", UtcDateTime, nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class CoordinatorRow:
+    username: str
+    display_name: str
+    node_id: str
+    password_hash: str
+    active: bool
+
+
+@dataclass(frozen=True)
+class EscalationRow:
+    proposal_id: str
+    escalated_to: str
+    escalated_at: datetime
+
+
+class CoordinationStore:
+    """Typed access to coordinators and escalations, in the caller's transaction."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.conn = connection
+
+    def coordinator(self, username: str) -> CoordinatorRow | None:
+        """The coordinator with this username, if registered."""
+        row = self.conn.execute(
+            select(coordinators.c.username, coordinators.c.display_name, coordinators.c.node_id,
+                   coordinators.c.password_hash, coordinators.c.active)
+            .where(coordinators.c.username == username)
+        ).first()
+        return CoordinatorRow(**row._mapping) if row else None
+
+    def save_coordinator(self, *, username: str, display_name: str, node_id: str,
+                         password_hash: str, active: bool, at: datetime) -> None:
+        """Create or replace a coordinator."""
+        values = dict(display_name=display_name, node_id=node_id, password_hash=password_hash,
+                      active=active)
+        if self.coordinator(username) is None:
+            self.conn.execute(insert(coordinators).values(username=username, created_at=at,
+                                                          **values))
+        else:
+            self.conn.execute(update(coordinators).where(coordinators.c.username == username)
+                              .values(**values))
+
+    def staffed_node_ids(self) -> set[str]:
+        """Nodes with at least one active coordinator."""
+        return set(self.conn.execute(
+            select(coordinators.c.node_id).where(coordinators.c.active.is_(True))
+        ).scalars())
+
+    def escalation(self, proposal_id: str) -> EscalationRow | None:
+        """Where a proposal was escalated, if it was."""
+        row = self.conn.execute(
+            select(escalations).where(escalations.c.proposal_id == proposal_id)
+        ).first()
+        return EscalationRow(**row._mapping) if row else None
+
+    def escalations_for(self, proposal_ids: list[str]) -> dict[str, EscalationRow]:
+        """Escalations of these proposals, by proposal id."""
+        if not proposal_ids:
+            return {}
+        rows = self.conn.execute(
+            select(escalations).where(escalations.c.proposal_id.in_(proposal_ids))
+        )
+        return {r.proposal_id: EscalationRow(**r._mapping) for r in rows}
+
+    def escalate(self, proposal_id: str, *, to_node: str, at: datetime) -> None:
+        """Record that a proposal now waits for the coordinators of `to_node`."""
+        self.conn.execute(insert(escalations).values(proposal_id=proposal_id,
+                                                     escalated_to=to_node, escalated_at=at))
+
+    def claim_pending(self, proposal_id: str, status: ProposalStatus, *, at: datetime,
+                      by: str | None, reason: str | None) -> bool:
+        """Move a still-proposed proposal to `status`; False if someone decided it first."""
+        # The status condition makes a decision apply once even under concurrent doors.
+        values: dict[str, Any] = {"status": status.value, "decided_at": at,
+                                  "decided_by": by, "decision_reason": reason}
+        result = self.conn.execute(
+            update(proposals)
+            .where(and_(proposals.c.proposal_id == proposal_id,
+                        proposals.c.status == ProposalStatus.PROPOSED.value))
+            .values(**values)
+        )
+        return result.rowcount == 1
+
+    def grid_paths(self) -> dict[str, str]:
+        """Materialised path of every node, by node id."""
+        return {node_id: path for node_id, path in
+                self.conn.execute(select(nodes.c.node_id, nodes.c.path))}

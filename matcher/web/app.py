@@ -1,0 +1,107 @@
+"""The coordinators' web app: the JSON API (/api, OpenAPI at /api/openapi.json) and the
+console (/console), both on the decision service; mounted into the engine's ASGI app."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
+from starlette.middleware.sessions import SessionMiddleware
+
+from matcher.domain.errors import (
+    DomainError,
+    InvalidCommand,
+    NotInJurisdiction,
+    ProposalNotFound,
+    StaleProposal,
+    UnknownReference,
+)
+from matcher.services.desk import Desk
+from matcher.services.engine import MatchingEngine
+from matcher.settings import Settings
+from matcher.web import api, console
+from matcher.web.auth import SignInRequired
+
+STATIC = Path(__file__).parent / "static"
+SESSION_MAX_AGE_S = 8 * 3600  # one working day
+
+# Domain refusals as HTTP statuses; anything else refused is a 400.
+STATUS = {
+    NotInJurisdiction: 403,
+    ProposalNotFound: 404,
+    UnknownReference: 404,
+    StaleProposal: 409,
+    InvalidCommand: 422,
+}
+TITLES = {400: "Not possible", 403: "Outside your jurisdiction", 404: "Not found",
+          409: "Already decided or no longer possible", 422: "Please check the form"}
+
+
+def _is_console(request: Request) -> bool:
+    return request.url.path.startswith("/console")
+
+
+def _refusal(request: Request, status: int, code: str, reason: str) -> Response:
+    """The same refusal as JSON for the API and as a friendly page for the console."""
+    if _is_console(request):
+        return console.console_error(request, status, TITLES.get(status, "Error"), reason)
+    headers = {"WWW-Authenticate": 'Basic realm="coordinators"'} if status == 401 else None
+    return JSONResponse({"error": code, "reason": reason}, status_code=status, headers=headers)
+
+
+async def _on_domain_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, DomainError)
+    status = next((s for kind, s in STATUS.items() if isinstance(exc, kind)), 400)
+    return _refusal(request, status, exc.code, exc.reason)
+
+
+async def _on_sign_in_required(request: Request, exc: Exception) -> Response:
+    return _refusal(request, 401, "sign_in_required",
+                    "sign in first: POST /api/session, or send HTTP Basic credentials")
+
+
+async def _on_invalid_request(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in err['loc'] if p != 'body')}: {err['msg']}"
+        for err in exc.errors()
+    )
+    if _is_console(request):
+        return _refusal(request, 422, "invalid_request", problems)
+    # Echo locations and messages only: the input may hold what should not be reflected.
+    detail = [{"loc": err["loc"], "msg": err["msg"], "type": err["type"]} for err in exc.errors()]
+    return JSONResponse({"error": "invalid_request", "reason": problems, "detail": detail},
+                        status_code=422)
+
+
+async def _on_http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return _refusal(request, exc.status_code, "http_error", str(exc.detail))
+
+
+def build_web(engine: MatchingEngine, settings: Settings) -> FastAPI:
+    """The web app over a matching engine: serve it under /api and /console."""
+    web = FastAPI(
+        title="Charity matching engine: coordinators' API",
+        version="1.0.0",
+        description="Coordinators see and decide proposals in their own jurisdiction "
+        "(their node's subtree of the hierarchy). Sign in with POST /api/session or "
+        "HTTP Basic credentials.",
+        openapi_url="/api/openapi.json", docs_url="/api/docs", redoc_url=None,
+    )
+    web.state.desk = Desk(engine=engine, settings=settings)
+    web.add_middleware(SessionMiddleware, secret_key=settings.session_secret,
+                       session_cookie="matcher_session", max_age=SESSION_MAX_AGE_S,
+                       same_site="lax", https_only=settings.session_https_only)
+    web.add_exception_handler(DomainError, _on_domain_error)
+    web.add_exception_handler(SignInRequired, _on_sign_in_required)
+    web.add_exception_handler(RequestValidationError, _on_invalid_request)
+    web.add_exception_handler(HTTPException, _on_http_error)
+    web.include_router(api.router)
+    web.include_router(console.router)
+    web.mount("/console/static", StaticFiles(directory=STATIC), name="static")
+    return web

@@ -1,0 +1,293 @@
+"""The HTTP doors: every API endpoint and console page checks the coordinator's jurisdiction;
+bad input gets a 4xx that says why."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Engine
+
+from matcher.services.engine import MatchingEngine
+from matcher.settings import Settings
+from matcher.storage.store import unit_of_work
+from matcher.web.app import build_web
+from tests.coordination_world import (
+    ALLOWED,
+    CASES,
+    COORDINATORS,
+    MATRIX,
+    PASSWORD,
+    build_world,
+    propose,
+    propose_many,
+    status_of,
+)
+
+SETTINGS = Settings(session_secret="test-secret")
+# Offer -> coordinators who may open its page: based in their subtree or serving a case in it.
+OFFER_VIEWERS = {
+    "o-a": {"c-centre", "c-ws", "c-studio", "c-grid"},
+    "o-b": {"c-centre", "c-ws-b", "c-grid-b"},
+    "o-a2": {"c-centre", "c-ws"},
+}
+
+
+@pytest.fixture
+def engine(db: Engine) -> MatchingEngine:
+    return build_world(db)
+
+
+@pytest.fixture
+def clients(engine: MatchingEngine) -> Iterator[dict[str, TestClient]]:
+    """One signed-in client per coordinator."""
+    web = build_web(engine, SETTINGS)
+    signed: dict[str, TestClient] = {}
+    for username in COORDINATORS:
+        client = TestClient(web)
+        response = client.post("/api/session", json={"username": username,
+                                                     "password": PASSWORD})
+        assert response.status_code == 200, response.text
+        signed[username] = client
+    yield signed
+    for client in signed.values():
+        client.close()
+
+
+@pytest.fixture
+def anonymous(engine: MatchingEngine) -> Iterator[TestClient]:
+    with TestClient(build_web(engine, SETTINGS)) as client:
+        yield client
+
+
+def expect(response_code: int, allowed: bool, ok: int = 200) -> None:
+    assert response_code == (ok if allowed else 403)
+
+
+# --- the authorization matrix -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("verb", ["approve", "reject", "alternative"])
+def test_api_decisions_inside_the_jurisdiction_only(
+        engine: MatchingEngine, clients: dict[str, TestClient], verb: str) -> None:
+    ids = propose_many(engine.db, verb)
+    for user, case_id, allowed in MATRIX:
+        response = clients[user].post(f"/api/proposals/{ids[user, case_id]}/{verb}",
+                                      json={"reason": "does not fit this week"})
+        assert response.status_code == (200 if allowed else 403), (user, case_id, response.text)
+        if not allowed:
+            body = response.json()
+            assert body["error"] == "not_in_jurisdiction"
+            assert f"outside the jurisdiction of '{user}'" in body["reason"]
+            assert status_of(engine.db, ids[user, case_id]) == "proposed"
+
+
+def test_api_reads_inside_the_jurisdiction_only(
+        engine: MatchingEngine, clients: dict[str, TestClient]) -> None:
+    ids = propose_many(engine.db, "read")
+    for user, case_id, allowed in MATRIX:
+        client = clients[user]
+        proposal = client.get(f"/api/proposals/{ids[user, case_id]}")
+        expect(proposal.status_code, allowed)
+        case = client.get(f"/api/cases/{case_id}")
+        expect(case.status_code, allowed)
+        if allowed:
+            assert proposal.json()["explanation"]["rules_passed"]
+            assert case.json()["beneficiary"]["sensitive"]["health"] == "diabetic"
+        else:
+            assert "diabetic" not in case.text and "diabetic" not in proposal.text
+
+
+def test_offer_pages_only_for_offers_based_in_or_serving_the_jurisdiction(
+        engine: MatchingEngine, clients: dict[str, TestClient]) -> None:
+    with unit_of_work(engine.db) as store:
+        propose(store, "pa", "case-a")
+        propose(store, "pb", "case-b")
+    for offer_id, viewers in OFFER_VIEWERS.items():
+        for user, client in clients.items():
+            response = client.get(f"/api/offers/{offer_id}")
+            expect(response.status_code, user in viewers)
+            if user in viewers:
+                shown = {p["case_id"] for p in response.json()["proposals"]}
+                assert all(user in ALLOWED[case_id] for case_id in shown), (user, offer_id)
+
+
+def test_lists_show_only_the_jurisdiction(
+        engine: MatchingEngine, clients: dict[str, TestClient]) -> None:
+    propose_many(engine.db, "list")
+    with unit_of_work(engine.db) as store:
+        for case_id in CASES:
+            store.set_unmatched(case_id, "i2", code="no_eligible_offer",
+                                reason="no rice within reach")
+    for user, client in clients.items():
+        mine = {case_id for case_id in CASES if user in ALLOWED[case_id]}
+        queue = client.get("/api/proposals").json()
+        assert {p["case_id"] for p in queue} == mine
+        unmatched = client.get("/api/unmatched").json()
+        assert {n["case_id"] for n in unmatched} == mine
+        assert all(n["reason"] == "no rice within reach" for n in unmatched)
+        stats = client.get("/api/stats").json()
+        assert set(stats["pending_by_grid"]) == {CASES[case_id] for case_id in mine}
+        assert stats["pending"] == len(queue)
+
+
+def test_console_pages_and_decisions_inside_the_jurisdiction_only(
+        engine: MatchingEngine, clients: dict[str, TestClient]) -> None:
+    ids = propose_many(engine.db, "console")
+    for user, case_id, allowed in MATRIX:
+        client = clients[user]
+        csrf = _csrf(client)
+        pid = ids[user, case_id]
+        for url in (f"/console/proposals/{pid}", f"/console/cases/{case_id}"):
+            page = client.get(url)
+            expect(page.status_code, allowed)
+            if not allowed:
+                assert "Outside your jurisdiction" in page.text
+                assert "diabetic" not in page.text
+        decided = client.post(f"/console/proposals/{pid}/decide", follow_redirects=False,
+                              data={"decision": "approve", "csrf": csrf, "reason": ""})
+        assert decided.status_code == (303 if allowed else 403), (user, case_id)
+        assert status_of(engine.db, pid) == ("approved" if allowed else "proposed")
+
+
+def test_sensitive_attributes_show_on_the_case_page_inside_the_jurisdiction(
+        clients: dict[str, TestClient]) -> None:
+    page = clients["c-grid"].get("/console/cases/case-a")
+    assert page.status_code == 200
+    assert "diabetic" in page.text
+
+
+def _csrf(client: TestClient) -> str:
+    page = client.get("/console/queue")
+    marker = 'name="csrf" value="'
+    start = page.text.index(marker) + len(marker)
+    return page.text[start:page.text.index('"', start)]
+
+
+# --- authentication ----------------------------------------------------------------------------
+
+
+def test_calls_without_credentials_are_refused_with_401(anonymous: TestClient) -> None:
+    response = anonymous.get("/api/proposals")
+    assert response.status_code == 401
+    assert response.json()["error"] == "sign_in_required"
+    page = anonymous.get("/console/queue", follow_redirects=False)
+    assert page.status_code == 303
+    assert page.headers["location"].startswith("/console/sign-in")
+
+
+def test_wrong_password_is_refused(anonymous: TestClient) -> None:
+    response = anonymous.post("/api/session", json={"username": "c-grid",
+                                                    "password": "wrong"})
+    assert response.status_code == 401
+    page = anonymous.post("/console/sign-in", data={"username": "c-grid", "password": "x"})
+    assert page.status_code == 401
+    assert "wrong password" in page.text
+
+
+def test_http_basic_credentials_work_for_the_api(
+        engine: MatchingEngine, anonymous: TestClient) -> None:
+    with unit_of_work(engine.db) as store:
+        propose(store, "p1", "case-b")
+    token = base64.b64encode(f"c-grid-b:{PASSWORD}".encode()).decode()
+    response = anonymous.get("/api/proposals", headers={"Authorization": f"Basic {token}"})
+    assert response.status_code == 200
+    assert [p["proposal_id"] for p in response.json()] == ["p1"]
+
+
+def test_console_sign_in_then_queue(anonymous: TestClient) -> None:
+    response = anonymous.post("/console/sign-in", follow_redirects=False,
+                              data={"username": "c-ws", "password": PASSWORD,
+                                    "next": "https://evil.example/"})
+    assert response.status_code == 303
+    assert response.headers["location"] == "/console/queue"
+    assert "C-WS" in anonymous.get("/console/queue").text
+
+
+# --- bad input ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("body, why", [
+    ({}, "reason"),
+    ({"reason": "   "}, "reason"),
+    ({"reason": "x" * 501}, "reason"),
+    ({"reason": "ok", "force": True}, "force"),
+])
+def test_a_bad_rejection_body_is_422_saying_why(
+        engine: MatchingEngine, clients: dict[str, TestClient], body: dict[str, object],
+        why: str) -> None:
+    with unit_of_work(engine.db) as store:
+        propose(store, "p1", "case-a")
+    response = clients["c-grid"].post("/api/proposals/p1/reject", json=body)
+    assert response.status_code == 422
+    assert response.json()["error"] == "invalid_request"
+    assert why in response.json()["reason"]
+    assert status_of(engine.db, "p1") == "proposed"
+
+
+@pytest.mark.parametrize("query", ["kind=spaceship", "min_urgency=9", "limit=0"])
+def test_bad_filters_are_422(clients: dict[str, TestClient], query: str) -> None:
+    response = clients["c-centre"].get(f"/api/proposals?{query}")
+    assert response.status_code == 422
+    assert response.json()["reason"]
+
+
+def test_a_body_that_is_not_json_is_422(clients: dict[str, TestClient]) -> None:
+    response = clients["c-centre"].post("/api/proposals/p1/approve", content=b"approve!",
+                                        headers={"content-type": "application/json"})
+    assert response.status_code == 422
+
+
+def test_unknown_ids_are_404(clients: dict[str, TestClient]) -> None:
+    client = clients["c-centre"]
+    assert client.get("/api/proposals/nope").json()["error"] == "proposal_not_found"
+    assert client.get("/api/cases/nope").status_code == 404
+    assert client.get("/api/offers/nope").status_code == 404
+    assert client.post("/api/proposals/nope/approve", json={}).status_code == 404
+    assert client.get("/console/cases/nope").status_code == 404
+
+
+def test_a_second_decision_is_409(engine: MatchingEngine,
+                                  clients: dict[str, TestClient]) -> None:
+    with unit_of_work(engine.db) as store:
+        propose(store, "p1", "case-a")
+    assert clients["c-grid"].post("/api/proposals/p1/approve", json={}).status_code == 200
+    second = clients["c-studio"].post("/api/proposals/p1/reject", json={"reason": "no"})
+    assert second.status_code == 409
+    assert "approved by c-grid already" in second.json()["reason"]
+
+
+def test_console_refuses_a_form_without_its_csrf_token(
+        engine: MatchingEngine, clients: dict[str, TestClient]) -> None:
+    with unit_of_work(engine.db) as store:
+        propose(store, "p1", "case-a")
+    response = clients["c-grid"].post("/console/proposals/p1/decide",
+                                      data={"decision": "approve", "csrf": "forged"})
+    assert response.status_code == 422
+    assert status_of(engine.db, "p1") == "proposed"
+
+
+def test_console_rejection_without_reason_says_why_and_changes_nothing(
+        engine: MatchingEngine, clients: dict[str, TestClient]) -> None:
+    with unit_of_work(engine.db) as store:
+        propose(store, "p1", "case-a")
+    client = clients["c-grid"]
+    page = client.post("/console/proposals/p1/decide",
+                       data={"decision": "reject", "csrf": _csrf(client), "reason": ""})
+    assert page.status_code == 200
+    assert "a rejection needs a reason" in page.text
+    assert status_of(engine.db, "p1") == "proposed"
+
+
+def test_console_filters_are_checked(clients: dict[str, TestClient]) -> None:
+    page = clients["c-centre"].get("/console/queue?urgency=9")
+    assert page.status_code == 422
+    assert "urgency filter must be 1..5" in page.text
+
+
+def test_the_api_is_described_by_openapi(anonymous: TestClient) -> None:
+    document = anonymous.get("/api/openapi.json").json()
+    assert "/api/proposals/{proposal_id}/reject" in document["paths"]
+    assert not any(path.startswith("/console") for path in document["paths"])
