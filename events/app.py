@@ -157,7 +157,8 @@ def build_app(settings: Settings, *, db: Engine | None = None) -> EngineApp:
         """Coordinators approve or reject proposals."""
         await apply(event, message)
 
-    @broker.subscriber(topics.fulfilments, title="on_fulfilments", group_id=groups[topics.fulfilments],
+    @broker.subscriber(topics.fulfilments, title="on_fulfilments",
+                       group_id=groups[topics.fulfilments],
                        **consumer)  # type: ignore[call-overload]
     async def on_fulfilments(event: MatchFulfilled, message: KafkaMessage) -> None:
         """Partners report how approved matches went."""

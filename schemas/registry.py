@@ -53,7 +53,8 @@ class Node(WireModel):
 class Partner(WireModel):
     """An organisation that publishes offers."""
 
-    partner_id: Identifier = Field(description="Stable id of the partner.", examples=["partner-017"])
+    partner_id: Identifier = Field(description="Stable id of the partner.",
+                                   examples=["partner-017"])
     name: str = Field(
         min_length=1, max_length=160, description="Organisation name.",
         examples=["Gongchen Elderly Care Technology Co."],

@@ -57,7 +57,8 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     from matcher.localkafka import LocalKafka
 
     home = tmp_path_factory.mktemp("kafka")
-    settings = Settings(kafka_home=home, kafka_port=_free_port(), kafka_controller_port=_free_port())
+    settings = Settings(kafka_home=home, kafka_port=_free_port(),
+                        kafka_controller_port=_free_port())
     version_cache = PROJECT_ROOT / ".kafka" / f"libs-{settings.kafka_version}"
     broker = LocalKafka(settings, libs_dir=version_cache)
     try:

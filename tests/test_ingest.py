@@ -1,4 +1,4 @@
-"""Applying events to durable state: every refusal leaves state unchanged, repeats change nothing."""
+"""Applying events to state: a refusal leaves state unchanged, a repeat changes nothing."""
 
 from __future__ import annotations
 

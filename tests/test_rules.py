@@ -99,9 +99,21 @@ def test_within_reach_by_radius_for_volunteers() -> None:
     assert not holds(rules.within_reach, pairs_of(VOLUNTEER_CASE, far))
 
 
-def test_within_reach_by_subtree_for_goods() -> None:
+def test_within_reach_of_a_service_place() -> None:
+    physio = f.case("c1", items=[f.item(kind="service", need="physiotherapy", quantity=1)])
+    near = f.service_offer("s1", "p1", node_id=f.WS_B)
+    far = f.service_offer("s1", "p1", node_id=f.WS_B)
+    near["payload"]["place"] = {"lat": 29.06, "lon": 106.67}
+    far["payload"]["place"] = {"lat": 29.20, "lon": 106.80}
+    assert holds(rules.within_reach, pairs_of(physio, near))
+    assert not holds(rules.within_reach, pairs_of(physio, far))
+
+
+def test_within_reach_by_workstation_for_goods() -> None:
     rice = f.case("c1", items=[f.item(kind="goods", need="rice", quantity=5, unit="kg")])
     assert holds(rules.within_reach, pairs_of(rice, f.goods_offer("g1", "p1", node_id=f.WS)))
+    assert holds(rules.within_reach,
+                 pairs_of(rice, f.goods_offer("g1", "p1", node_id=f.STUDIO)))
     assert holds(rules.within_reach, pairs_of(rice, f.goods_offer("g1", "p1", node_id=f.CENTRE)))
     assert not holds(rules.within_reach,
                      pairs_of(rice, f.goods_offer("g1", "p1", node_id=f.WS_B)))

@@ -24,6 +24,8 @@ GROUP_CODES = {
 # Integer units the solver counts in: quarter hours, tenths of a goods unit, whole sessions.
 SOLVER_SCALE = np.array([4.0, 10.0, 1.0])
 NO_TIME = math.inf
+# People travel to a service: within this distance of its place it is within their reach.
+SERVICE_REACH_KM = 5.0
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -209,6 +211,17 @@ def _supply_units(offer: Mapping[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def _reach_km(payload: Mapping[str, Any], location: Mapping[str, Any] | None) -> float:
+    """How far from its place an offer reaches; NaN: it reaches its workstation instead."""
+    if location is None:
+        return math.nan
+    if payload["kind"] == "volunteer":
+        return float(payload["travel_radius_km"])
+    if payload["kind"] == "service":
+        return SERVICE_REACH_KM
+    return math.nan
+
+
 def build_supply(offers: Sequence[Mapping[str, Any]],
                  held: Mapping[tuple[str, int | None], float],
                  nodes: Mapping[str, Any], vocab: Vocabulary) -> Supply:
@@ -245,8 +258,7 @@ def build_supply(offers: Sequence[Mapping[str, Any]],
                 "eligibility": sum(1 << GROUP_CODES[g] for g in payload.get("eligibility", [])
                                    if g in GROUP_CODES),
                 "lat": lat, "lon": lon,
-                "radius_km": float(payload["travel_radius_km"]) if is_volunteer and location
-                else math.nan,
+                "radius_km": _reach_km(payload, location),
                 "workstation": ws, "studio": st, "grid": gr,
                 "volunteer": vocab.code(vocab.volunteers, payload["volunteer_id"])
                 if is_volunteer else -1,

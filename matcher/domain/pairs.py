@@ -113,7 +113,8 @@ class Pairs:
             return np.zeros(len(self.d), dtype=np.bool_)
         slot_start = self.supply.window_start[first]
         slot_end = self.supply.window_end[first]
-        return has_window & (slot_start >= self.usable_start) & (slot_end <= self.demand.end[self.d])
+        inside = (slot_start >= self.usable_start) & (slot_end <= self.demand.end[self.d])
+        return has_window & inside
 
     @cached_property
     def amount_cap(self) -> FloatArray:

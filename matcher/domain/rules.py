@@ -37,16 +37,13 @@ def unit_matches(p: Pairs) -> BoolArray:
 
 
 def within_reach(p: Pairs) -> BoolArray:
-    """A volunteer goes as far as their travel radius; other offers serve their node's area."""
+    """Volunteers go as far as their travel radius and people go a short way to a service;
+    goods (and offers without a place) are brought anywhere in their workstation's street."""
     by_radius = p.distance_km <= p.supply.radius_km[p.s]
     radius_known = ~np.isnan(p.supply.radius_km[p.s]) & ~np.isnan(p.distance_km)
-    grid, studio, ws = p.supply.grid[p.s], p.supply.studio[p.s], p.supply.workstation[p.s]
-    in_subtree = np.where(
-        grid >= 0, grid == p.demand.grid[p.d],
-        np.where(studio >= 0, studio == p.demand.studio[p.d],
-                 np.where(ws >= 0, ws == p.demand.workstation[p.d], True)),
-    )
-    return np.where(radius_known, by_radius, in_subtree)
+    ws = p.supply.workstation[p.s]
+    in_workstation = (ws < 0) | (ws == p.demand.workstation[p.d])
+    return np.where(radius_known, by_radius, in_workstation)
 
 
 def deadline_not_passed(p: Pairs) -> BoolArray:

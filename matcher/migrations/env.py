@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
+import matcher.storage.coordination  # noqa: F401  (registers its tables on the metadata)
 from matcher.storage.tables import metadata
 
 config = context.config

@@ -9,8 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -34,13 +33,6 @@ class Desk:
     engine: MatchingEngine
     settings: Settings
 
-    @contextmanager
-    def _writing(self) -> Iterator[Store]:
-        """A write transaction serialised with every other writer of the engine."""
-        # The engine exposes no public lock yet; see the report of issue 4.
-        with self.engine._write_lock, unit_of_work(self.engine.db) as store:
-            yield store
-
     def read(self, query: Callable[[Store, Coordinator], T], username: str) -> T:
         """Run a read model for a coordinator who must still be active."""
         with unit_of_work(self.engine.db) as store:
@@ -54,7 +46,7 @@ class Desk:
     def decide(self, username: str, proposal_id: str, decision: Decision, reason: str,
                *, channel: str) -> DecisionResult:
         """Apply a coordinator's decision made over HTTP, audited under a fresh id."""
-        with self._writing() as store:
+        with self.engine.writing() as store:
             result = decisions.decide(
                 store, decision=decision, proposal_id=proposal_id, coordinator_id=username,
                 reason=reason, clock=self.engine.clock, topics=self.engine.topics,
@@ -65,7 +57,7 @@ class Desk:
 
     def sweep(self) -> SweepReport:
         """Escalate and expire proposals left pending too long; re-match what was freed."""
-        with self._writing() as store:
+        with self.engine.writing() as store:
             report = decisions.sweep_pending(store, self.engine.clock(), self.settings)
         self.engine.mark_dirty(report.changed_shards)
         return report

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -16,7 +17,7 @@ from sqlalchemy import Engine
 
 from matcher.services.ingest import Applied, Context, IncomingEvent, apply_event
 from matcher.services.matching import BatchReport, MatchingConfig, run_batch
-from matcher.storage.store import OutboxRow, unit_of_work
+from matcher.storage.store import OutboxRow, Store, unit_of_work
 from schemas.common import Level
 from schemas.topics import Topics
 
@@ -45,11 +46,17 @@ class MatchingEngine:
         if self.matching is None:
             self.matching = MatchingConfig(topics=self.topics)
 
+    @contextmanager
+    def writing(self) -> Iterator[Store]:
+        """A write transaction, serialised with every other writer of this engine."""
+        with self._write_lock, unit_of_work(self.db) as store:
+            yield store
+
     def ingest(self, event: IncomingEvent, *, topic: str, partition: int | None = None,
                offset: int | None = None) -> Applied:
         """Apply one event in its own transaction; DomainError leaves state unchanged."""
         ctx = Context(topics=self.topics, shard_level=self.shard_level)
-        with self._write_lock, unit_of_work(self.db) as store:
+        with self.writing() as store:
             applied = apply_event(event, store, ctx, topic=topic, partition=partition,
                                   offset=offset)
         self.mark_dirty(ctx.changed_shards)
@@ -79,7 +86,7 @@ class MatchingEngine:
     def match_shard(self, shard: str) -> BatchReport:
         """Run one matching batch for a shard, atomically."""
         assert self.matching is not None
-        with self._write_lock, unit_of_work(self.db) as store:
+        with self.writing() as store:
             return run_batch(store, shard, self.matching, self.clock())
 
     def all_shards(self) -> set[str]:
@@ -94,5 +101,5 @@ class MatchingEngine:
 
     def mark_published(self, seqs: list[int]) -> None:
         """Record the broker's confirmation of outgoing events."""
-        with self._write_lock, unit_of_work(self.db) as store:
+        with self.writing() as store:
             store.mark_published(seqs, utc_now())

@@ -30,7 +30,6 @@ from schemas.matches import (
     MatchDecided,
     MatchFulfilled,
     MatchRevoked,
-    Outcome,
     ProposalStatus,
     Revocation,
 )
@@ -43,13 +42,6 @@ IncomingEvent: TypeAlias = (
     NodeRegistered | PartnerRegistered | OfferPublished | OfferUpdated | OfferWithdrawn
     | CaseOpened | CaseUpdated | CaseClosed | MatchDecided | MatchFulfilled
 )
-
-OUTCOME_STATUS = {
-    Outcome.FULFILLED: ProposalStatus.FULFILLED,
-    Outcome.NO_SHOW: ProposalStatus.NO_SHOW,
-    Outcome.CANCELLED: ProposalStatus.CANCELLED,
-}
-
 
 @dataclass
 class Context:

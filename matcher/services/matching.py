@@ -18,8 +18,14 @@ from typing import Any
 import numpy as np
 
 from matcher.domain.candidates import Candidates, generate
-from matcher.domain.frames import SOLVER_SCALE, Demand, Supply, Vocabulary, build_demand, \
-    build_supply
+from matcher.domain.frames import (
+    SOLVER_SCALE,
+    Demand,
+    Supply,
+    Vocabulary,
+    build_demand,
+    build_supply,
+)
 from matcher.domain.rules import RULES, rules_for
 from matcher.domain.schedule import earliest_free_start
 from matcher.domain.scoring import TERMS, ScoringContext, Weights, weight_vector
@@ -131,7 +137,7 @@ def _place_volunteer_visits(cands: Candidates, solution: Solution, demand: Deman
     p = cands.pairs
     used = np.flatnonzero(solution.amount > 0)
     scale = SOLVER_SCALE[demand.kind[p.d[used]]]
-    overlap, w_start, w_end = p.best_window
+    _, w_start, w_end = p.best_window
     chosen: list[Chosen] = []
     schedule: dict[int, list[tuple[float, float]]] = {k: list(v) for k, v in busy.items()}
     # Earliest deadline first, so tight windows get their place before loose ones.
@@ -171,7 +177,8 @@ def _explain(arc: int, cands: Candidates, weights: np.ndarray, status: str,
             deficit = int(np.argmax(contributions - other_contrib))
             name = list(TERMS)[deficit]
             why = (f"lower score ({cands.score[other]:.1f} vs {cands.score[arc]:.1f}), "
-                   f"mostly on {name} ({other_contrib[deficit]:.1f} vs {contributions[deficit]:.1f})")
+                   f"mostly on {name} "
+                   f"({other_contrib[deficit]:.1f} vs {contributions[deficit]:.1f})")
         else:
             why = (f"higher score ({cands.score[other]:.1f}) but its capacity serves other "
                    "needs in the best overall plan")

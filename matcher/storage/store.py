@@ -209,7 +209,8 @@ class Store:
                        ).where(offers.c.status == "active")
         if shard is not None:
             query = query.where(offers.c.shard == shard)
-        return [OfferRow(**r._mapping) for r in self.conn.execute(query.order_by(offers.c.offer_id))]
+        rows = self.conn.execute(query.order_by(offers.c.offer_id))
+        return [OfferRow(**r._mapping) for r in rows]
 
     # --- cases ---------------------------------------------------------------------------------
 

@@ -12,8 +12,6 @@ from alembic import op
 
 import matcher.storage.tables
 
-
-
 revision = '0001'
 down_revision = None
 branch_labels = None
