@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from dataclasses import dataclass, field
 
+from aiokafka.structs import ConsumerRecord
 from faststream.asgi import AsgiFastStream, make_ping_asgi
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -95,6 +97,12 @@ def consumer_groups(group: str, topics: Topics) -> dict[str, str]:
     return {topic: f"{group}.{topic.rsplit('.', 1)[-1]}" for topic in topics.inputs}
 
 
+def asyncapi_json(settings: Settings) -> str:
+    """The AsyncAPI document as stable, pretty JSON (what docs/asyncapi.json holds)."""
+    document = asyncapi_of(build_app(settings).broker).to_specification()
+    return json.dumps(document.to_jsonable(), indent=2, sort_keys=True) + "\n"
+
+
 def build_app(settings: Settings, *, db: Engine | None = None) -> EngineApp:
     """Wire the broker, the service layer and the HTTP side (health, metrics, AsyncAPI)."""
     topics = Topics(settings.topic_prefix)
@@ -122,7 +130,7 @@ def build_app(settings: Settings, *, db: Engine | None = None) -> EngineApp:
 
     async def apply(event: IncomingEvent, message: KafkaMessage) -> None:
         """Hand the event to the service layer; returns once its effect is committed."""
-        record = message.raw_message
+        record: ConsumerRecord[bytes, bytes] = message.raw_message
         applied = await asyncio.to_thread(engine.ingest, event, topic=record.topic,
                                           partition=record.partition, offset=record.offset)
         if applied.duplicate:

@@ -90,7 +90,7 @@ def dead_letter_middleware(sink: DeadLetters) -> type[BaseMiddleware]:
         async def consume_scope(self, call_next: Callable[[Any], Awaitable[Any]],
                                 msg: Any) -> Any:
             message: KafkaMessage = msg
-            record: ConsumerRecord[Any, Any] = message.raw_message  # type: ignore[assignment]
+            record: ConsumerRecord[Any, Any] = message.raw_message
             position = (record.topic, record.partition, record.offset)
             try:
                 result = await call_next(msg)

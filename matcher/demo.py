@@ -14,6 +14,7 @@ from events.app import build_app, consumer_groups
 from events.lag import consumer_lag
 from matcher.localkafka import LocalKafka
 from matcher.runner import running
+from matcher.services.coordinators import seed_demo_coordinators
 from matcher.services.engine import MatchingEngine
 from matcher.services.summary import Summary, summarize
 from matcher.settings import PROJECT_ROOT, Settings
@@ -118,7 +119,25 @@ async def run_demo(settings: Settings, console: Console, *, day: date | None, se
                                                                               completed=done))
         await wait_until_consumed(demo_settings, topics, app.engine, console,
                                   "apply and match the day")
+        coordinators = seed_demo_coordinators(app.engine.db)
     summary = summarize(app.engine.db)
     print_summary(summary, len(registry) + len(day_events), time.monotonic() - started, console,
                   prefix)
+    print_console_hint(coordinators, demo_settings, console)
     return summary
+
+
+def print_console_hint(coordinators: list[tuple[str, str, str]], settings: Settings,
+                       console: Console) -> None:
+    """How to look at the result as a coordinator would."""
+    table = Table(title="Demo coordinators (console sign-in)")
+    for column in ("username", "password", "jurisdiction"):
+        table.add_column(column)
+    for username, password, node in coordinators:
+        table.add_row(username, password, node)
+    console.print(table)
+    console.print(
+        "Open the console on this day's state:\n"
+        f"  MATCHER_DATABASE_URL=sqlite:///{DEMO_DB} MATCHER_TOPIC_PREFIX={settings.topic_prefix} "
+        ".venv/bin/matcher run\n"
+        f"  then http://{settings.http_host}:{settings.http_port}/console/")

@@ -27,7 +27,6 @@ async def serve(app: EngineApp) -> None:
 async def running(app: EngineApp, start_timeout_s: float = 60.0) -> AsyncIterator[EngineApp]:
     """The engine running in the background of this event loop while the block runs."""
     server = uvicorn_server(app)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve(), name="engine")
     deadline = asyncio.get_running_loop().time() + start_timeout_s
     while not server.started:
