@@ -3,8 +3,9 @@
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
-PG_DIR="$ROOT/.data/postgres"
 PG_PORT="${MATCHER_PG_PORT:-55432}"
+# Outside the checkout: the postgres user must reach it whatever the checkout's permissions.
+PG_DIR="${MATCHER_PG_DIR:-/tmp/matcher-postgres-$PG_PORT}"
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
@@ -45,7 +46,7 @@ ensure_kafka() {
   ensure_java
   say "Starting the local Kafka broker (matcher kafka up)"
   "$VENV/bin/matcher" kafka up
-  export KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:19092"
+  export KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:${MATCHER_KAFKA_PORT:-19092}"
 }
 
 pg_bin() {
@@ -74,7 +75,7 @@ ensure_postgres() {
   mkdir -p "$PG_DIR"
   [ "$(id -u)" = 0 ] && chown -R postgres "$PG_DIR"
   if [ ! -f "$PG_DIR/PG_VERSION" ]; then
-    say "Creating a PostgreSQL cluster in .data/postgres"
+    say "Creating a PostgreSQL cluster in $PG_DIR"
     "${run_as[@]}" "$bin/initdb" -D "$PG_DIR" -U matcher --auth=trust -E UTF8 >/dev/null
   fi
   if ! "$bin/pg_isready" -h 127.0.0.1 -p "$PG_PORT" -q; then

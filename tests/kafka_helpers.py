@@ -46,7 +46,7 @@ async def produce(bootstrap: str, topic: str, messages: Sequence[tuple[bytes | N
     try:
         for message in messages:
             key, value = message[0], message[1]
-            headers = message[2] if len(message) > 2 else []  # type: ignore[misc]
+            headers = message[2] if len(message) > 2 else []
             await producer.send_and_wait(topic, value=value, key=key, headers=headers)
     finally:
         await producer.stop()
