@@ -27,6 +27,7 @@ from sqlalchemy import Engine
 
 from events.codec import json_decoder, tolerant_parser
 from events.deadletter import DeadLetters, dead_letter_middleware
+from events.shards import ShardOwnership
 from events.web import AsgiWithMounts
 from matcher.localkafka import ensure_topics_async
 from matcher.observability import (
@@ -45,6 +46,7 @@ from matcher.settings import Settings
 from matcher.storage.database import migrate, open_engine
 from matcher.web.app import build_web
 from schemas.common import Level
+from schemas.internal import ShardChanged
 from schemas.matches import (
     MatchApproved,
     MatchDecided,
@@ -128,6 +130,13 @@ def build_app(settings: Settings, *, db: Engine | None = None) -> EngineApp:
         "decoder": json_decoder,
     }
 
+    async def catch_up(_: set[str] | None) -> None:
+        """Match every shard with open demand that this instance has just come to own."""
+        shards = await asyncio.to_thread(engine.all_shards)
+        engine.mark_dirty(ownership.owned_among(shards))
+
+    ownership = ShardOwnership(topics.shard_changes, settings.topic_partitions, catch_up)
+
     async def apply(event: IncomingEvent, message: KafkaMessage) -> None:
         """Hand the event to the service layer; returns once its effect is committed."""
         record: ConsumerRecord[bytes, bytes] = message.raw_message
@@ -172,6 +181,19 @@ def build_app(settings: Settings, *, db: Engine | None = None) -> EngineApp:
         """Partners report how approved matches went."""
         await apply(event, message)
 
+    @broker.subscriber(topics.shard_changes, title="on_shard_changes",  # type: ignore[call-overload]
+                       group_id=f"{settings.consumer_group}.matching", listener=ownership,
+                       **consumer)
+    async def on_shard_changes(event: ShardChanged) -> None:
+        """A shard this instance owns changed: match it after the batch window."""
+        if ownership.owns(event.payload.shard):
+            engine.mark_dirty({event.payload.shard})
+
+    to_shard_changes = broker.publisher(
+        topics.shard_changes, title="to_shard_changes", schema=ShardChanged,
+        description="Internal: a matching shard changed, keyed by shard id; the instance "
+        "owning that partition matches the shard.",
+    )
     to_proposals = broker.publisher(
         topics.proposals, title="to_proposals", schema=MatchProposed | MatchRevoked,
         description="Proposals made (match.proposed) and taken back (match.revoked), "
@@ -189,7 +211,8 @@ def build_app(settings: Settings, *, db: Engine | None = None) -> EngineApp:
         description="Refused events: original value, key and headers, plus headers "
         "dlq.reason_code, dlq.reason, dlq.topic, dlq.partition, dlq.offset, dlq.at.",
     )
-    publishers = {topics.proposals: to_proposals, topics.unmatched: to_unmatched}
+    publishers = {topics.proposals: to_proposals, topics.unmatched: to_unmatched,
+                  topics.shard_changes: to_shard_changes}
 
     # --- coordination (issue 4): assignments to partners, web API + console, sweep loop ---
     publishers[topics.assignments] = broker.publisher(
@@ -230,6 +253,8 @@ def build_app(settings: Settings, *, db: Engine | None = None) -> EngineApp:
             await asyncio.sleep(LOOP_TICK_S)
             PENDING_SHARDS.set(engine.pending_shards())
             for shard in engine.due_shards(settings.batch_window_s):
+                if not ownership.owns(shard):
+                    continue  # another instance owns it and heard of the change too
                 try:
                     report = await asyncio.to_thread(engine.match_shard, shard)
                 except asyncio.CancelledError:
@@ -253,8 +278,6 @@ def build_app(settings: Settings, *, db: Engine | None = None) -> EngineApp:
         await dead_letters.start()
 
     async def after_startup() -> None:
-        # Catch up: demand left open by an earlier run is matched again at once.
-        engine.mark_dirty(await asyncio.to_thread(engine.all_shards))
         app.tasks = [asyncio.create_task(relay_outbox(), name="relay_outbox"),
                      asyncio.create_task(match_continuously(), name="match_continuously"),
                      # coordination (issue 4): escalate / expire pending proposals

@@ -53,13 +53,31 @@ class Topics:
 
     @property
     def inputs(self) -> tuple[str, ...]:
-        return (self.registry, self.offers, self.needs, self.decisions, self.fulfilments)
+        return (self.registry, self.offers, self.needs, self.decisions, self.fulfilments,
+                self.rebalance)
 
     @property
     def all(self) -> tuple[str, ...]:
-        return (*self.inputs, self.proposals, self.unmatched, self.dead_letter, self.assignments)
+        return (*self.inputs, self.proposals, self.unmatched, self.dead_letter, self.assignments,
+                self.shard_changes, self.rebalance_reports)
 
     @property
     def assignments(self) -> str:
         """Approved matches sent to the offering partner, keyed by partner id."""
         return f"{self.prefix}.assignments"
+
+    @property
+    def shard_changes(self) -> str:
+        """Internal: which matching shard changed, keyed by shard id. The engine instance that
+        owns the shard's partition is the only one that matches it."""
+        return f"{self.prefix}.shard-changes"
+
+    @property
+    def rebalance(self) -> str:
+        """Requests for a rebalancing run (rebalance.requested), keyed by requester."""
+        return f"{self.prefix}.rebalance"
+
+    @property
+    def rebalance_reports(self) -> str:
+        """What each rebalancing run did (rebalance.completed, with its diff), keyed by run id."""
+        return f"{self.prefix}.rebalance-reports"

@@ -52,6 +52,7 @@ class Desk:
                 reason=reason, clock=self.engine.clock, topics=self.engine.topics,
                 audit_event_id=str(uuid.uuid4()), channel=channel,
             )
+            self.engine.announce(store, result.changed_shards)
         self.engine.mark_dirty(set(result.changed_shards))
         return result
 
@@ -59,6 +60,7 @@ class Desk:
         """Escalate and expire proposals left pending too long; re-match what was freed."""
         with self.engine.writing() as store:
             report = decisions.sweep_pending(store, self.engine.clock(), self.settings)
+            self.engine.announce(store, report.changed_shards)
         self.engine.mark_dirty(report.changed_shards)
         return report
 

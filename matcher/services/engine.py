@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+import uuid
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -19,6 +20,7 @@ from matcher.services.ingest import Applied, Context, IncomingEvent, apply_event
 from matcher.services.matching import BatchReport, MatchingConfig, run_batch
 from matcher.storage.store import OutboxRow, Store, unit_of_work
 from schemas.common import Level
+from schemas.internal import ShardChange, ShardChanged
 from schemas.topics import Topics
 
 Clock = Callable[[], datetime]
@@ -59,8 +61,19 @@ class MatchingEngine:
         with self.writing() as store:
             applied = apply_event(event, store, ctx, topic=topic, partition=partition,
                                   offset=offset)
+            self.announce(store, ctx.changed_shards)
         self.mark_dirty(ctx.changed_shards)
         return applied
+
+    def announce(self, store: Store, shards: Iterable[str]) -> None:
+        """Tell the shards' owners (maybe other instances) that they changed, via the outbox."""
+        now = utc_now()
+        for shard in sorted(shards):
+            event = ShardChanged(event_id=uuid.uuid4(), occurred_at=now,
+                                 producer="charity-matcher", payload=ShardChange(shard=shard))
+            store.add_outbox(topic=self.topics.shard_changes, key=shard,
+                             value=event.model_dump_json(), event_id=str(event.event_id),
+                             event_type=event.event_type, at=now)
 
     def mark_dirty(self, shards: set[str]) -> None:
         """Remember that these shards changed, from when (a batch waits for the window)."""
