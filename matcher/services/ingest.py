@@ -24,7 +24,7 @@ from matcher.domain.errors import (
 )
 from matcher.domain.hierarchy import child_path, in_subtree, parent_level, root_path, shard_of
 from matcher.services import decisions
-from matcher.storage.store import ProposalRow, Store
+from matcher.storage.store import OfferRow, ProposalRow, Store
 from schemas.common import Level
 from schemas.matches import (
     MatchDecided,
@@ -144,9 +144,6 @@ def publish_offer(event: OfferPublished, store: Store, ctx: Context) -> str:
             f"offer '{existing.offer_id}' exists at version {existing.version}; "
             "send offer.updated with a higher version"
         )
-    node = store.node(event.payload.node_id)
-    if node is None:
-        raise UnknownReference(f"node '{event.payload.node_id}' is not registered")
     _save_offer(event, store, ctx)
     offer = event.payload
     return f"offer {offer.offer_id} v{offer.version} ({offer.kind}) published by {event.producer}"
@@ -187,7 +184,7 @@ def withdraw_offer(event: OfferWithdrawn, store: Store, ctx: Context) -> str:
     return f"offer {withdrawal.offer_id} withdrawn by {event.producer}"
 
 
-def _owned_offer(offer_id: str, producer: str, store: Store) -> Any:
+def _owned_offer(offer_id: str, producer: str, store: Store) -> OfferRow:
     """The stored offer, if it exists and belongs to the producer."""
     existing = store.offer(offer_id)
     if existing is None:
