@@ -42,6 +42,7 @@ from matcher.services.desk import Desk
 from matcher.services.engine import MatchingEngine
 from matcher.services.ingest import IncomingEvent
 from matcher.services.matching import MatchingConfig
+from matcher.services.rebalancing import options_from, rebalance, rebalance_nightly
 from matcher.settings import Settings
 from matcher.storage.database import migrate, open_engine
 from matcher.web.app import build_web
@@ -57,6 +58,7 @@ from schemas.matches import (
 )
 from schemas.needs import NeedEvent
 from schemas.offers import OfferEvent
+from schemas.rebalance import RebalanceCompleted, RebalanceRequested
 from schemas.registry import RegistryEvent
 from schemas.topics import Topics
 
@@ -76,6 +78,7 @@ class EngineApp:
     engine: MatchingEngine
     dead_letters: DeadLetters
     asgi: AsgiFastStream
+    ownership: ShardOwnership
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     wake_relay: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -224,6 +227,27 @@ def build_app(settings: Settings, *, db: Engine | None = None) -> EngineApp:
     desk: Desk = web.state.desk
     # --- end coordination -------------------------------------------------------------------
 
+    # --- rebalancing (issue 5): requests in, run reports out, the nightly run --------------
+    publishers[topics.rebalance_reports] = broker.publisher(
+        topics.rebalance_reports, title="to_rebalance_reports", schema=RebalanceCompleted,
+        description="One rebalance.completed per rebalancing run (nightly, CLI or requested): "
+        "counts, objective before and after, and the diff (new, moved, revoked, released "
+        "proposals with reasons and score changes). Keyed by run id.",
+    )
+
+    @broker.subscriber(topics.rebalance, title="on_rebalance", group_id=groups[topics.rebalance],
+                       **consumer)  # type: ignore[call-overload]
+    async def on_rebalance(event: RebalanceRequested, message: KafkaMessage) -> None:
+        """Coordinators or systems ask for a rebalancing run now; acked once it is done."""
+        options = options_from(settings, engine, trigger="event",
+                               requested_by=event.payload.requested_by,
+                               reason=event.payload.reason, event_id=str(event.event_id))
+        summary = await asyncio.to_thread(rebalance, engine, options)
+        app.wake_relay.set()
+        log.info("requested rebalancing done", extra={"run_id": summary.run_id,
+                                                      "status": summary.status.value})
+    # --- end rebalancing ---------------------------------------------------------------------
+
     async def relay_outbox() -> None:
         """Publish committed outgoing events, then mark them published (at-least-once)."""
         while True:
@@ -283,6 +307,9 @@ def build_app(settings: Settings, *, db: Engine | None = None) -> EngineApp:
                      # coordination (issue 4): escalate / expire pending proposals
                      asyncio.create_task(desk.sweep_forever(app.wake_relay.set),
                                          name="sweep_pending")]
+        if settings.rebalance_enabled:  # rebalancing (issue 5): the nightly run
+            app.tasks.append(asyncio.create_task(
+                rebalance_nightly(engine, settings, app.wake_relay.set), name="rebalance_nightly"))
         app.wake_relay.set()
         log.info("engine started", extra={"bootstrap": settings.kafka_bootstrap_servers,
                                           "topic_prefix": settings.topic_prefix})
@@ -310,6 +337,6 @@ def build_app(settings: Settings, *, db: Engine | None = None) -> EngineApp:
         logger=logging.getLogger("matcher.app"),
     )
     app = EngineApp(settings=settings, topics=topics, broker=broker, engine=engine,
-                    dead_letters=dead_letters, asgi=asgi)
+                    dead_letters=dead_letters, asgi=asgi, ownership=ownership)
     return app
 

@@ -100,6 +100,7 @@ class MatchingEngine:
         """Run one matching batch for a shard, atomically."""
         assert self.matching is not None
         with self.writing() as store:
+            store.lock_shard(shard)
             return run_batch(store, shard, self.matching, self.clock())
 
     def all_shards(self) -> set[str]:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, func, insert, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, func, insert, select, text, update
 
 from matcher.storage.tables import (
     audit_log,
@@ -287,6 +288,11 @@ class Store:
         """Store a new proposal."""
         self.conn.execute(insert(proposals).values(**values))
 
+    def add_proposals(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Store many new proposals in one executemany (each row as for `add_proposal`)."""
+        if rows:
+            self.conn.execute(insert(proposals), list(rows))
+
     def proposal(self, proposal_id: str) -> ProposalRow | None:
         """The proposal with this id, if known."""
         row = self.conn.execute(
@@ -387,12 +393,40 @@ class Store:
             .values(unmatched_code=code, unmatched_reason=reason)
         )
 
+    def set_unmatched_many(self, rows: Sequence[tuple[str, str, str | None, str | None]]
+                           ) -> None:
+        """`set_unmatched` for many (case, item, code, reason) at once (one executemany)."""
+        if not rows:
+            return
+        self.conn.execute(
+            update(need_items)
+            .where(and_(need_items.c.case_id == bindparam("b_case"),
+                        need_items.c.item_id == bindparam("b_item")))
+            .values(unmatched_code=bindparam("b_code"), unmatched_reason=bindparam("b_reason")),
+            [{"b_case": case, "b_item": item, "b_code": code, "b_reason": reason}
+             for case, item, code, reason in rows],
+        )
+
     def count_proposals(self, status: ProposalStatus | None = None) -> int:
         """How many proposals there are (in one status, or all)."""
         query = select(func.count()).select_from(proposals)
         if status is not None:
             query = query.where(proposals.c.status == status.value)
         return int(self.conn.execute(query).scalar_one())
+
+    # --- shard batches -------------------------------------------------------------------------
+
+    def lock_shard(self, shard: str) -> None:
+        """Hold the shard until this transaction ends, so two batches never overlap on it.
+
+        Kafka partition ownership already gives each shard one engine instance; this guards
+        the moment of a rebalance, when the old owner may still be finishing a batch.
+        SQLite has one writer at a time anyway.
+        """
+        if self.conn.dialect.name == "postgresql":
+            key = int.from_bytes(hashlib.blake2b(shard.encode(), digest_size=8).digest(),
+                                 "big", signed=True)
+            self.conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
     # --- outbox --------------------------------------------------------------------------------
 
@@ -402,6 +436,15 @@ class Store:
         self.conn.execute(insert(outbox).values(topic=topic, key=key, value=value,
                                                 event_id=event_id, event_type=event_type,
                                                 created_at=at))
+
+    def add_outbox_many(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Queue many outgoing events at once; each row has the keyword arguments of
+        `add_outbox` (topic, key, value, event_id, event_type, at)."""
+        if rows:
+            self.conn.execute(insert(outbox), [
+                {"topic": row["topic"], "key": row["key"], "value": row["value"],
+                 "event_id": row["event_id"], "event_type": row["event_type"],
+                 "created_at": row["at"]} for row in rows])
 
     def unpublished(self, limit: int = 1000) -> list[OutboxRow]:
         """Outgoing events not yet confirmed by the broker, oldest first."""
