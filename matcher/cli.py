@@ -11,6 +11,7 @@ from rich.console import Console
 
 from matcher.cli_coordinators import coordinators_app
 from matcher.cli_kafka import kafka_app
+from matcher.cli_rebalance import rebalance_command
 from matcher.cli_solve import solve_command
 from matcher.observability import configure_logging
 from matcher.settings import PROJECT_ROOT, get_settings
@@ -20,6 +21,8 @@ app = typer.Typer(help="Charity matching engine: offers and needs in, proposals 
 app.add_typer(kafka_app)
 app.add_typer(coordinators_app)
 app.command("solve", help="Solve a matching problem given as JSON (see README).")(solve_command)
+app.command("rebalance", help="Rebalance the whole district now, with progress.")(
+    rebalance_command)
 console = Console(stderr=True)
 
 ASYNCAPI_FILE = PROJECT_ROOT / "docs" / "asyncapi.json"

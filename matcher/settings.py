@@ -85,6 +85,29 @@ class Settings(BaseSettings):
     sweep_interval_s: float = Field(default=60.0, gt=0,
                                     description="How often pending proposals are swept.")
 
+    # Rebalancing (issue 5): the nightly re-optimisation of the whole district
+    rebalance_at: str = Field(default="02:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$",
+                              description="Local time (HH:MM) of the nightly rebalancing run.")
+    rebalance_timezone: str = Field(default="Asia/Shanghai",
+                                    description="Time zone of rebalance_at (IANA name).")
+    rebalance_enabled: bool = Field(default=True,
+                                    description="Run the nightly rebalancing inside the service.")
+    rebalance_change_penalty: float = Field(
+        default=10.0, ge=0,
+        description="Score points a better match must gain before a pending proposal is moved "
+        "(per whole item; 0 re-optimises freely).")
+    rebalance_max_moves: int | None = Field(
+        default=200, ge=0,
+        description="Most pending proposals moved or revoked per run (empty: no cap).")
+    rebalance_time_limit_s: float = Field(default=30.0, gt=0,
+                                          description="Time limit of each rebalancing solve.")
+    rebalance_lease_s: float = Field(
+        default=900.0, gt=0,
+        description="How long a run holds the district-wide lease before others may take it.")
+    rebalance_report_dir: Path = Field(default=PROJECT_ROOT / ".data" / "rebalance",
+                                       description="Where run reports (JSON, Markdown, PNG) "
+                                       "are written.")
+
 
 @lru_cache
 def get_settings() -> Settings:

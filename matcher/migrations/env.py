@@ -5,7 +5,9 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-import matcher.storage.coordination  # noqa: F401  (registers its tables on the metadata)
+# Imported to register their tables on the metadata.
+import matcher.storage.coordination
+import matcher.storage.rebalance_tables  # noqa: F401
 from matcher.storage.tables import metadata
 
 config = context.config

@@ -23,7 +23,7 @@ from matcher.domain.errors import (
 from matcher.services.desk import Desk
 from matcher.services.engine import MatchingEngine
 from matcher.settings import Settings
-from matcher.web import api, console
+from matcher.web import api, console, rebalance_pages
 from matcher.web.auth import SignInRequired
 
 STATIC = Path(__file__).parent / "static"
@@ -103,5 +103,6 @@ def build_web(engine: MatchingEngine, settings: Settings) -> FastAPI:
     web.add_exception_handler(HTTPException, _on_http_error)
     web.include_router(api.router)
     web.include_router(console.router)
+    web.include_router(rebalance_pages.router)
     web.mount("/console/static", StaticFiles(directory=STATIC), name="static")
     return web
