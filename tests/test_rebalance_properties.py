@@ -214,10 +214,8 @@ def test_the_lease_admits_exactly_one_of_many_simultaneous_runs(tmp_path: Path) 
     assert len(won) == 1
 
 
-@pytest.mark.postgres
+@pytest.mark.parametrize("db", ["postgres"], indirect=True)
 def test_the_lease_admits_exactly_one_of_many_simultaneous_runs_on_postgres(db: Engine) -> None:
-    if db.dialect.name != "postgresql":
-        pytest.skip("the PostgreSQL variant")
     start = threading.Barrier(8)
     won: list[str] = []
 
