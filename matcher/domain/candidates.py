@@ -7,9 +7,22 @@ from dataclasses import dataclass
 import numpy as np
 
 from matcher.domain.frames import Demand, FloatArray, IntArray, Supply
-from matcher.domain.pairs import Pairs, join_by_need
+from matcher.domain.pairs import NearbyIndex, Pairs, count_by_need
 from matcher.domain.rules import RULES
-from matcher.domain.scoring import ScoringContext, Weights, term_values, weight_vector
+from matcher.domain.scoring import (
+    ScoringContext,
+    Weights,
+    term_values,
+    weight_vector,
+    weighted_score,
+)
+
+# The join screens pairs for the first three rules and only counts what they would turn away:
+# an item past its deadline, goods counted in another unit, an offer out of reach.
+SCREENED = ("deadline_not_passed", "unit_matches", "within_reach")
+DEADLINE, UNIT, REACH = range(3)
+# Pairs looked at in one go, to bound memory on district-wide batches.
+CHUNK_PAIRS = 2_000_000
 
 
 @dataclass(frozen=True)
@@ -26,35 +39,85 @@ class Candidates:
         return len(self.pairs)
 
 
-def top_k_per_row(rows: IntArray, score: FloatArray, k: int) -> IntArray:
-    """Indices of the k highest scores within each row group, grouped by row."""
-    order = np.lexsort((-score, rows))
+def top_k_per_row(rows: IntArray, score: FloatArray, k: int,
+                  tie: IntArray | None = None) -> IntArray:
+    """Indices of the k highest scores within each row group (in no particular order).
+
+    Equal scores are ranked by `tie` (lowest first), else by position. Rows with at most k
+    entries keep them all without being sorted.
+    """
+    crowded = np.bincount(rows)[rows] > k
+    if not crowded.any():
+        return np.arange(len(rows))
+    index = np.flatnonzero(crowded)
+    keys = ((-score[index], rows[index]) if tie is None
+            else (tie[index], -score[index], rows[index]))
+    order = index[np.lexsort(keys)]
     sorted_rows = rows[order]
     group_start = np.r_[0, np.flatnonzero(sorted_rows[1:] != sorted_rows[:-1]) + 1]
-    starts = np.repeat(group_start, np.diff(np.r_[group_start, len(rows)]))
-    rank = np.arange(len(rows)) - starts
-    return order[rank < k]
+    starts = np.repeat(group_start, np.diff(np.r_[group_start, len(order)]))
+    rank = np.arange(len(order)) - starts
+    return np.concatenate([np.flatnonzero(~crowded), order[rank < k]])
+
+
+def _chunks(rows: IntArray, work: IntArray, limit: int) -> list[IntArray]:
+    """Consecutive runs of rows whose work adds up to about `limit` each."""
+    if len(rows) == 0:
+        return []
+    cut = np.searchsorted(np.cumsum(work), np.arange(limit, int(work.sum()), limit), "right")
+    return [part for part in np.split(rows, np.unique(cut)) if len(part)]
 
 
 def generate(demand: Demand, supply: Supply, *, now: float, weights: Weights,
              context: ScoringContext, excluded: set[tuple[str, str, str]] | None = None,
-             k: int = 30) -> Candidates:
-    """Eligible pairs, scored, the best k per need item."""
-    d, s = join_by_need(demand, supply)
-    pairs = Pairs(demand, supply, d, s, now, excluded or set())
-    joined = np.bincount(d, minlength=len(demand)).astype(np.int64)
+             k: int = 30, chunk_pairs: int = CHUNK_PAIRS) -> Candidates:
+    """Eligible pairs, scored, the best k per need item.
+
+    Pairs are made only for items still open to matching, with offers in their unit that
+    may be within reach (see `pairs.NearbyIndex`); the pairs never made are counted under
+    the rule that turns them away, so `failed` is what checking every pair would give.
+    """
+    assert tuple(rule.name for rule in RULES[:3]) == SCREENED, "the join screens these rules"
+    excluded = excluded or set()
+    joined = count_by_need(demand, supply)
     failed = np.zeros((len(demand), len(RULES)), dtype=np.int64)
-    for index, rule in enumerate(RULES):
+    live = demand.end > now
+    failed[~live, DEADLINE] = joined[~live]
+    same_unit = count_by_need(demand, supply, same_unit=True)
+    failed[live, UNIT] = joined[live] - same_unit[live]
+    rows = np.flatnonzero(live & (same_unit > 0))
+    weight = weight_vector(weights)
+    parts: list[tuple[Pairs, FloatArray, FloatArray]] = []
+    index = NearbyIndex(demand, supply)
+    for chunk in _chunks(rows, index.counts(rows), chunk_pairs):
+        d, s = index.pairs(chunk)
+        # The chunk's rows are increasing: count per row on the span they cover.
+        low, span = int(chunk[0]), int(chunk[-1] - chunk[0]) + 1
+        failed[chunk, REACH] = (same_unit[chunk]
+                                - np.bincount(d - low, minlength=span)[chunk - low])
+        pairs = Pairs(demand, supply, d, s, now, excluded)
+        for number, rule in enumerate(RULES):
+            if len(pairs) == 0:
+                break
+            holds = rule.check(pairs)
+            failed[low:low + span, number] += np.bincount(pairs.d[~holds] - low,
+                                                          minlength=span)
+            pairs = pairs.subset(holds)
         if len(pairs) == 0:
-            break
-        holds = rule.check(pairs)
-        failed[:, index] = np.bincount(pairs.d[~holds], minlength=len(demand))
-        pairs = pairs.subset(holds)
-    terms = term_values(pairs, context)
-    score = terms @ weight_vector(weights) if len(pairs) else np.zeros(0)
-    if len(pairs):
-        keep = np.sort(top_k_per_row(pairs.d, score, k))
-        mask = np.zeros(len(pairs), dtype=np.bool_)
-        mask[keep] = True
-        pairs, terms, score = pairs.subset(mask), terms[mask], score[mask]
-    return Candidates(pairs=pairs, terms=terms, score=score, joined=joined, failed=failed)
+            continue
+        terms = term_values(pairs, context)
+        score = weighted_score(terms, weight)
+        keep = top_k_per_row(pairs.d, score, k, tie=pairs.s)
+        # Back in (item, offer) order, as a join over every pair would give them.
+        keep = keep[np.lexsort((pairs.s[keep], pairs.d[keep]))]
+        parts.append((pairs.take(keep), terms[keep], score[keep]))
+    if not parts:
+        empty = np.zeros(0, dtype=np.int64)
+        return Candidates(pairs=Pairs(demand, supply, empty, empty, now, excluded),
+                          terms=np.zeros((0, len(weight))), score=np.zeros(0), joined=joined,
+                          failed=failed)
+    pairs = Pairs(demand, supply, np.concatenate([p.d for p, _, _ in parts]),
+                  np.concatenate([p.s for p, _, _ in parts]), now, excluded)
+    return Candidates(pairs=pairs, terms=np.concatenate([t for _, t, _ in parts]),
+                      score=np.concatenate([sc for _, _, sc in parts]), joined=joined,
+                      failed=failed)

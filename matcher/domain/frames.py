@@ -11,6 +11,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -100,6 +101,21 @@ class Demand:
     def __len__(self) -> int:
         return len(self.item_id)
 
+    @cached_property
+    def row_of_item(self) -> dict[tuple[str, str], int]:
+        """Row of each (case, item)."""
+        return {key: row for row, key in enumerate(zip(self.case_id, self.item_id, strict=True))}
+
+    @cached_property
+    def beneficiaries(self) -> Coded:
+        """The beneficiary pseudonym of each row, coded."""
+        return Coded.of(self.beneficiary)
+
+    @cached_property
+    def grids(self) -> Coded:
+        """The grid id of each row, coded."""
+        return Coded.of(self.grid_id)
+
 
 @dataclass(frozen=True)
 class Supply:
@@ -133,6 +149,34 @@ class Supply:
     def __len__(self) -> int:
         return len(self.offer_id)
 
+    @cached_property
+    def offers(self) -> Coded:
+        """The offer id of each row, coded (the slots of one offer share a code)."""
+        return Coded.of(self.offer_id)
+
+    @cached_property
+    def key_rank(self) -> IntArray:
+        """Per (key_row, key_need) entry: the need's place in the row's list (its skill rank)."""
+        entries = np.arange(len(self.key_row), dtype=np.int64)
+        first = np.searchsorted(self.key_row, self.key_row, side="left")
+        return entries - first
+
+
+@dataclass(frozen=True)
+class Coded:
+    """Strings coded as integers: `codes[i]` is the code of value i, `index` maps value -> code."""
+
+    codes: IntArray
+    index: dict[str, int]
+
+    @staticmethod
+    def of(values: Sequence[str]) -> Coded:
+        """Codes in order of first appearance."""
+        index: dict[str, int] = {}
+        codes = np.fromiter((index.setdefault(v, len(index)) for v in values), dtype=np.int64,
+                            count=len(values))
+        return Coded(codes, index)
+
 
 def _node_location(nodes: Mapping[str, Any], node_id: str) -> tuple[float, float]:
     """A node's point, NaN when unknown."""
@@ -145,48 +189,61 @@ def _node_location(nodes: Mapping[str, Any], node_id: str) -> tuple[float, float
 def build_demand(items: Sequence[Mapping[str, Any]], served: Mapping[tuple[str, str], float],
                  nodes: Mapping[str, Any], vocab: Vocabulary) -> Demand:
     """Demand rows for items with something left to serve."""
-    rows: dict[str, list[Any]] = {name: [] for name in Demand.__dataclass_fields__}
+    text: dict[str, list[str]] = {name: [] for name in (
+        "case_id", "item_id", "grid_id", "beneficiary")}
+    ints: dict[str, list[int]] = {name: [] for name in (
+        "kind", "need", "unit", "urgency", "vulnerability", "group", "language_mask",
+        "workstation", "studio", "grid")}
+    reals: dict[str, list[float]] = {name: [] for name in (
+        "open_qty", "total_qty", "start", "end", "lat", "lon", "opened_at")}
+    flags: dict[str, list[bool]] = {"recurring": [], "splittable": []}
     preferred: set[tuple[int, int]] = set()
+    # Items of one grid share its place; items asking the same languages share a mask.
+    places: dict[str, tuple[tuple[int, int, int], tuple[float, float]]] = {}
+    masks: dict[tuple[str, ...], int] = {}
     for item in items:
         open_qty = item["quantity"] - served.get((item["case_id"], item["item_id"]), 0.0)
         if open_qty <= 1e-9:
             continue
-        row = len(rows["item_id"])
+        row = len(text["item_id"])
         ben = item["beneficiary"]
         prefs = item["preferences"]
+        grid_id = item["grid_id"]
+        if grid_id not in places:
+            places[grid_id] = (vocab.place_codes(nodes[grid_id].path),
+                               _node_location(nodes, grid_id))
+        (ws, st, gr), grid_point = places[grid_id]
         location = ben.get("location") or None
-        lat, lon = ((location["lat"], location["lon"]) if location
-                    else _node_location(nodes, item["grid_id"]))
-        ws, st, gr = vocab.place_codes(nodes[item["grid_id"]].path)
+        lat, lon = (location["lat"], location["lon"]) if location else grid_point
         for partner in prefs.get("preferred_partner_ids", []):
             preferred.add((row, vocab.code(vocab.partners, partner)))
-        values = {
-            "case_id": item["case_id"], "item_id": item["item_id"], "grid_id": item["grid_id"],
-            "beneficiary": ben["pseudonym"], "kind": KIND_CODES[item["kind"]],
-            "need": vocab.code(vocab.needs, item["need"].lower()),
-            "unit": vocab.code(vocab.units, item["unit"].lower()), "open_qty": open_qty,
-            "total_qty": item["quantity"], "start": epoch(item["window_start"]),
-            "end": min(epoch(item["window_end"]), epoch(item["deadline"])),
-            "urgency": item["urgency"], "vulnerability": ben["vulnerability"],
-            "group": GROUP_CODES.get(ben["group"], 0),
-            "language_mask": vocab.language_mask(prefs.get("languages", [])),
-            "recurring": bool(prefs.get("recurring", False)),
-            "splittable": bool(item["splittable"]), "lat": lat, "lon": lon,
-            "workstation": ws, "studio": st, "grid": gr, "opened_at": epoch(item["opened_at"]),
-        }
-        for name, value in values.items():
-            rows[name].append(value)
-    return Demand(
-        **{name: rows[name] for name in ("case_id", "item_id", "grid_id", "beneficiary")},
-        **{name: np.asarray(rows[name], dtype=np.int64) for name in (
-            "kind", "need", "unit", "urgency", "vulnerability", "group", "language_mask",
-            "workstation", "studio", "grid")},
-        **{name: np.asarray(rows[name], dtype=np.float64) for name in (
-            "open_qty", "total_qty", "start", "end", "lat", "lon", "opened_at")},
-        recurring=np.asarray(rows["recurring"], dtype=np.bool_),
-        splittable=np.asarray(rows["splittable"], dtype=np.bool_),
-        preferred=preferred,
-    )
+        languages = tuple(prefs.get("languages", []))
+        if languages not in masks:
+            masks[languages] = vocab.language_mask(languages)
+        for name, word in zip(("case_id", "item_id", "grid_id", "beneficiary"),
+                              (item["case_id"], item["item_id"], grid_id, ben["pseudonym"]),
+                              strict=True):
+            text[name].append(word)
+        for name, number in zip(ints, (
+                KIND_CODES[item["kind"]], vocab.code(vocab.needs, item["need"].lower()),
+                vocab.code(vocab.units, item["unit"].lower()), item["urgency"],
+                ben["vulnerability"], GROUP_CODES.get(ben["group"], 0), masks[languages],
+                ws, st, gr), strict=True):
+            ints[name].append(number)
+        for name, real in zip(reals, (
+                open_qty, item["quantity"], epoch(item["window_start"]),
+                min(epoch(item["window_end"]), epoch(item["deadline"])), lat, lon,
+                epoch(item["opened_at"])), strict=True):
+            reals[name].append(real)
+        flags["recurring"].append(bool(prefs.get("recurring", False)))
+        flags["splittable"].append(bool(item["splittable"]))
+    columns: dict[str, Any] = {
+        **text,
+        **{name: np.asarray(values, dtype=np.int64) for name, values in ints.items()},
+        **{name: np.asarray(values, dtype=np.float64) for name, values in reals.items()},
+        **{name: np.asarray(values, dtype=np.bool_) for name, values in flags.items()},
+    }
+    return Demand(**columns, preferred=preferred)
 
 
 def _supply_units(offer: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -222,64 +279,107 @@ def _reach_km(payload: Mapping[str, Any], location: Mapping[str, Any] | None) ->
     return math.nan
 
 
+def free_windows(windows: Sequence[tuple[float, float]],
+                 busy: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The parts of the windows outside every busy interval (all as epoch seconds)."""
+    free: list[tuple[float, float]] = []
+    taken = sorted(busy)
+    for start, end in windows:
+        t = start
+        for busy_start, busy_end in taken:
+            if busy_end <= t or busy_start >= end:
+                continue
+            if busy_start > t:
+                free.append((t, busy_start))
+            t = max(t, busy_end)
+        if t < end:
+            free.append((t, end))
+    return free
+
+
 def build_supply(offers: Sequence[Mapping[str, Any]],
                  held: Mapping[tuple[str, int | None], float],
-                 nodes: Mapping[str, Any], vocab: Vocabulary) -> Supply:
-    """Supply rows for active offers with capacity left."""
+                 nodes: Mapping[str, Any], vocab: Vocabulary,
+                 busy: Mapping[str, Sequence[tuple[float, float]]] | None = None) -> Supply:
+    """Supply rows for active offers with capacity left.
+
+    `busy` (volunteer id -> promised visits, epoch seconds) takes those visits out of the
+    volunteers' windows, so candidates and amounts only count time the volunteer still has.
+    """
     rows: dict[str, list[Any]] = {name: [] for name in Supply.__dataclass_fields__}
     starts: list[float] = []
     ends: list[float] = []
     pointer = [0]
+    # Offers at one node share its place; volunteers speaking the same languages, a mask.
+    places: dict[str, tuple[tuple[int, int, int], tuple[float, float]]] = {}
+    masks: dict[tuple[str, ...], int] = {}
     for offer in offers:
         payload = offer["payload"]
-        node = nodes[payload["node_id"]]
-        ws, st, gr = vocab.place_codes(node.path)
+        node_id = payload["node_id"]
+        if node_id not in places:
+            places[node_id] = (vocab.place_codes(nodes[node_id].path),
+                               _node_location(nodes, node_id))
+        (ws, st, gr), node_point = places[node_id]
+        kind = payload["kind"]
+        is_volunteer = kind == "volunteer"
+        location = payload.get("home") or payload.get("pickup") or payload.get("place")
+        lat, lon = (location["lat"], location["lon"]) if location else node_point
+        radius = _reach_km(payload, location)
+        expires = (epoch(datetime.fromisoformat(payload["expires_at"]))
+                   if payload.get("expires_at") else NO_TIME)
+        eligibility = sum(1 << GROUP_CODES[g] for g in payload.get("eligibility", [])
+                          if g in GROUP_CODES)
         for unit in _supply_units(offer):
             slot_key = None if unit["slot"] < 0 else unit["slot"]
             remaining = unit["capacity"] - held.get((offer["offer_id"], slot_key), 0.0)
             if remaining <= 1e-9:
                 continue
             row = len(rows["offer_id"])
-            location = payload.get("home") or payload.get("pickup") or payload.get("place")
-            lat, lon = ((location["lat"], location["lon"]) if location
-                        else _node_location(nodes, payload["node_id"]))
-            is_volunteer = payload["kind"] == "volunteer"
             needs = [vocab.code(vocab.needs, need) for need in unit["needs"]]
-            values = {
-                "offer_id": offer["offer_id"], "slot": unit["slot"],
-                "partner": vocab.code(vocab.partners, payload["partner_id"]),
-                "partner_id": payload["partner_id"], "kind": KIND_CODES[payload["kind"]],
-                "unit": vocab.code(vocab.units, unit["unit"]), "remaining": remaining,
-                "capacity": unit["capacity"],
-                "expires": epoch(datetime.fromisoformat(payload["expires_at"]))
-                if payload.get("expires_at") else NO_TIME,
-                "language_mask": vocab.language_mask(payload["languages"]) if is_volunteer
-                else -1,
-                "eligibility": sum(1 << GROUP_CODES[g] for g in payload.get("eligibility", [])
-                                   if g in GROUP_CODES),
-                "lat": lat, "lon": lon,
-                "radius_km": _reach_km(payload, location),
-                "workstation": ws, "studio": st, "grid": gr,
-                "volunteer": vocab.code(vocab.volunteers, payload["volunteer_id"])
-                if is_volunteer else -1,
-                "skill_rank": {need: rank for rank, need in enumerate(needs)},
-            }
-            for name, value in values.items():
+            partner = vocab.code(vocab.partners, payload["partner_id"])
+            unit_code = vocab.code(vocab.units, unit["unit"])
+            language_mask = -1
+            if is_volunteer:
+                languages = tuple(payload["languages"])
+                if languages not in masks:
+                    masks[languages] = vocab.language_mask(languages)
+                language_mask = masks[languages]
+            values = (
+                ("offer_id", offer["offer_id"]), ("slot", unit["slot"]), ("partner", partner),
+                ("partner_id", payload["partner_id"]), ("kind", KIND_CODES[kind]),
+                ("unit", unit_code), ("remaining", remaining), ("capacity", unit["capacity"]),
+                ("expires", expires), ("language_mask", language_mask),
+                ("eligibility", eligibility), ("lat", lat), ("lon", lon), ("radius_km", radius),
+                ("workstation", ws), ("studio", st), ("grid", gr),
+                ("volunteer", vocab.code(vocab.volunteers, payload["volunteer_id"])
+                 if is_volunteer else -1),
+                ("skill_rank", {need: rank for rank, need in enumerate(needs)}),
+            )
+            for name, value in values:
                 rows[name].append(value)
-            for need in needs:
-                rows["key_row"].append(row)
-                rows["key_need"].append(need)
-            for start, end in unit["windows"]:
-                starts.append(datetime.fromisoformat(start).timestamp())
-                ends.append(datetime.fromisoformat(end).timestamp())
+            rows["key_row"].extend([row] * len(needs))
+            rows["key_need"].extend(needs)
+            windows = [(datetime.fromisoformat(start).timestamp(),
+                        datetime.fromisoformat(end).timestamp())
+                       for start, end in unit["windows"]]
+            if busy and is_volunteer and payload["volunteer_id"] in busy and windows:
+                # A fully booked volunteer keeps one empty window: no window means "any time".
+                windows = (free_windows(windows, busy[payload["volunteer_id"]])
+                           or [(windows[0][0], windows[0][0])])
+            for start, end in windows:
+                starts.append(start)
+                ends.append(end)
             pointer.append(len(starts))
-    return Supply(
-        offer_id=rows["offer_id"], partner_id=rows["partner_id"], skill_rank=rows["skill_rank"],
+    columns: dict[str, Any] = {
         **{name: np.asarray(rows[name], dtype=np.int64) for name in (
             "slot", "partner", "kind", "unit", "language_mask", "eligibility", "workstation",
             "studio", "grid", "volunteer", "key_row", "key_need")},
         **{name: np.asarray(rows[name], dtype=np.float64) for name in (
             "remaining", "capacity", "expires", "lat", "lon", "radius_km")},
+    }
+    return Supply(
+        offer_id=rows["offer_id"], partner_id=rows["partner_id"], skill_rank=rows["skill_rank"],
+        **columns,
         window_ptr=np.asarray(pointer, dtype=np.int64),
         window_start=np.asarray(starts, dtype=np.float64),
         window_end=np.asarray(ends, dtype=np.float64),

@@ -53,12 +53,18 @@ def deadline_not_passed(p: Pairs) -> BoolArray:
 
 def time_windows_overlap(p: Pairs) -> BoolArray:
     """The offer is available when the item is wanted: a volunteer for long enough, a slot whole."""
-    overlap_hours = p.best_window[0] / SECONDS_PER_HOUR
-    qty = p.demand.open_qty[p.d]
-    needed = np.where(p.demand.splittable[p.d], np.minimum(qty, MIN_SPLIT_HOURS), qty)
     kind = p.supply.kind[p.s]
-    return np.where(kind == VOLUNTEER, overlap_hours >= needed - 1e-9,
-                    np.where(kind == SERVICE, p.slot_fits, True))
+    holds = np.ones(len(p), dtype=np.bool_)
+    # Each kind's own test on its own pairs only (goods have no windows: they always hold).
+    volunteer = np.flatnonzero(kind == VOLUNTEER)
+    visits = p.take(volunteer)
+    overlap_hours = visits.best_window[0] / SECONDS_PER_HOUR
+    qty = visits.demand.open_qty[visits.d]
+    needed = np.where(visits.demand.splittable[visits.d], np.minimum(qty, MIN_SPLIT_HOURS), qty)
+    holds[volunteer] = overlap_hours >= needed - 1e-9
+    service = np.flatnonzero(kind == SERVICE)
+    holds[service] = p.take(service).slot_fits
+    return holds
 
 
 def still_good_when_used(p: Pairs) -> BoolArray:
@@ -82,12 +88,13 @@ def not_turned_down(p: Pairs) -> BoolArray:
     """An offer a coordinator rejected for an item is never proposed for it again."""
     if not p.excluded:
         return np.ones(len(p), dtype=np.bool_)
-    demand, supply = p.demand, p.supply
-    return np.fromiter(
-        ((demand.case_id[d], demand.item_id[d], supply.offer_id[s]) not in p.excluded
-         for d, s in zip(p.d.tolist(), p.s.tolist(), strict=True)),
-        dtype=np.bool_, count=len(p),
-    )
+    # (item row, offer) as one integer; triples of items or offers not in the batch drop out.
+    rows, offers = p.demand.row_of_item, p.supply.offers
+    width = len(offers.index)
+    turned_down = np.fromiter(
+        (rows[(case, item)] * width + offers.index[offer] for case, item, offer in p.excluded
+         if (case, item) in rows and offer in offers.index), dtype=np.int64)
+    return ~np.isin(p.d * width + offers.codes[p.s], turned_down)
 
 
 KIND_AND_NEED = "kind_and_need_match"

@@ -76,10 +76,20 @@ def travel(p: Pairs, ctx: ScoringContext) -> FloatArray:
 
 def skill_fit(p: Pairs, ctx: ScoringContext) -> FloatArray:
     """A volunteer's first-listed skills are their best; goods and services fit fully."""
-    needs = p.demand.need[p.d].tolist()
-    ranks = [p.supply.skill_rank[s].get(n, 0) for s, n in zip(p.s.tolist(), needs, strict=True)]
-    fit = 1.0 / (1.0 + np.asarray(ranks, dtype=np.float64))
-    return np.where(p.supply.kind[p.s] == VOLUNTEER, fit, 1.0)
+    supply = p.supply
+    if len(supply.key_row) == 0 or len(p) == 0:
+        return np.ones(len(p))
+    # Look each (offer row, item's need) up among the offer's (row, need) entries; a need
+    # listed twice ranks where it was listed last.
+    width = int(max(supply.key_need.max(), p.demand.need.max(initial=0))) + 1
+    entry_key = supply.key_row * width + supply.key_need
+    order = np.argsort(entry_key, kind="stable")
+    sorted_key = entry_key[order]
+    pair_key = p.s * width + p.demand.need[p.d]
+    at = np.maximum(np.searchsorted(sorted_key, pair_key, side="right") - 1, 0)
+    rank = np.where(sorted_key[at] == pair_key, supply.key_rank[order[at]], 0)
+    fit = 1.0 / (1.0 + rank.astype(np.float64))
+    return np.where(supply.kind[p.s] == VOLUNTEER, fit, 1.0)
 
 
 def expiry(p: Pairs, ctx: ScoringContext) -> FloatArray:
@@ -93,11 +103,15 @@ def continuity(p: Pairs, ctx: ScoringContext) -> FloatArray:
     """Recurring visits go to a volunteer the beneficiary already knows."""
     if not ctx.history:
         return np.zeros(len(p))
-    known = np.fromiter(
-        ((p.demand.beneficiary[d], v) in ctx.history
-         for d, v in zip(p.d.tolist(), p.supply.volunteer[p.s].tolist(), strict=True)),
-        dtype=np.bool_, count=len(p),
-    )
+    # (beneficiary, volunteer) as one integer; volunteer -1 (goods, services) is never known.
+    beneficiaries = p.demand.beneficiaries
+    volunteer = p.supply.volunteer
+    width = max(int(volunteer.max(initial=-1)), max(v for _, v in ctx.history)) + 2
+    known_keys = np.fromiter(
+        (beneficiaries.index[b] * width + v + 1 for b, v in ctx.history
+         if b in beneficiaries.index), dtype=np.int64)
+    pair_keys = beneficiaries.codes[p.d] * width + volunteer[p.s] + 1
+    known = np.isin(pair_keys, known_keys)
     return (known & p.demand.recurring[p.d]).astype(np.float64)
 
 
@@ -105,11 +119,11 @@ def preferred_partner(p: Pairs, ctx: ScoringContext) -> FloatArray:
     """A partner the beneficiary asked for is preferred."""
     if not p.demand.preferred:
         return np.zeros(len(p))
-    return np.fromiter(
-        ((d, partner) in p.demand.preferred
-         for d, partner in zip(p.d.tolist(), p.supply.partner[p.s].tolist(), strict=True)),
-        dtype=np.float64, count=len(p),
-    )
+    width = max(int(p.supply.partner.max(initial=0)),
+                max(partner for _, partner in p.demand.preferred)) + 1
+    wanted = np.fromiter((row * width + partner for row, partner in p.demand.preferred),
+                         dtype=np.int64, count=len(p.demand.preferred))
+    return np.isin(p.d * width + p.supply.partner[p.s], wanted).astype(np.float64)
 
 
 def workload_balance(p: Pairs, ctx: ScoringContext) -> FloatArray:
@@ -122,8 +136,10 @@ def grid_coverage(p: Pairs, ctx: ScoringContext) -> FloatArray:
     """When supply is short, grids that have been served least come first."""
     if not ctx.grid_coverage:
         return np.full(len(p), 0.5)
-    served = np.fromiter((ctx.grid_coverage.get(p.demand.grid_id[d], 0.0) for d in p.d.tolist()),
-                         dtype=np.float64, count=len(p))
+    grids = p.demand.grids
+    by_code = np.asarray([ctx.grid_coverage.get(grid, 0.0) for grid in grids.index],
+                         dtype=np.float64)
+    served = by_code[grids.codes[p.d]] if len(by_code) else np.zeros(len(p))
     return 1.0 - np.clip(served, 0.0, 1.0)
 
 
@@ -155,3 +171,14 @@ def weight_vector(weights: Weights) -> FloatArray:
     """Weights in the order of TERMS."""
     table = weights.as_dict()
     return np.asarray([table[name] for name in TERMS], dtype=np.float64)
+
+
+def weighted_score(terms: FloatArray, weights: FloatArray) -> FloatArray:
+    """Score per pair: sum of weight x term value, added term by term in the order of TERMS.
+
+    Unlike a matrix product, every pair gets the same bits however pairs are batched.
+    """
+    score = np.zeros(len(terms))
+    for column, weight in enumerate(weights.tolist()):
+        score += terms[:, column] * weight
+    return score

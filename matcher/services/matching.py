@@ -133,57 +133,115 @@ def build_problem(demand: Demand, supply: Supply, cands: Candidates, config: Mat
 def _place_volunteer_visits(cands: Candidates, solution: Solution, demand: Demand,
                             supply: Supply, busy: Mapping[int, list[tuple[float, float]]]
                             ) -> list[Chosen]:
-    """Turn solver amounts into concrete visits; a visit that no longer fits is dropped."""
+    """Turn solver amounts into concrete visits, earliest deadline first.
+
+    The solver sees a volunteer's hours, not their diary: a visit that no longer fits the
+    volunteer's day goes to the item's next-best volunteer who still has the time and the
+    hours (beyond the plan and the visits already promised); only when none has is it dropped.
+    """
     p = cands.pairs
     used = np.flatnonzero(solution.amount > 0)
-    scale = SOLVER_SCALE[demand.kind[p.d[used]]]
+    units = (solution.amount[used] / SOLVER_SCALE[demand.kind[p.d[used]]]).tolist()
     _, w_start, w_end = p.best_window
+    planned = np.bincount(p.s[used], weights=units, minlength=len(supply))
+    in_plan = np.zeros(len(p), dtype=np.bool_)
+    in_plan[used] = True
+    # Earliest deadline first, so tight windows get their place before loose ones.
+    order = np.argsort(w_end[used], kind="stable").tolist()
+    arcs = used.tolist()
+    kinds = supply.kind[p.s[used]].tolist()
     chosen: list[Chosen] = []
     schedule: dict[int, list[tuple[float, float]]] = {k: list(v) for k, v in busy.items()}
-    # Earliest deadline first, so tight windows get their place before loose ones.
-    for arc, units in sorted(zip(used.tolist(), (solution.amount[used] / scale).tolist(),
-                                 strict=True), key=lambda pair: w_end[pair[0]]):
-        s = int(p.s[arc])
-        kind = int(supply.kind[s])
+    spare: dict[int, float] = {}
+    by_item: tuple[np.ndarray, np.ndarray] | None = None  # arcs sorted by item, their items
+
+    def visit(arc: int, hours: float) -> Chosen | None:
+        """The visit on this arc at the earliest free moment of its volunteer, if any."""
+        visits = schedule.setdefault(int(supply.volunteer[p.s[arc]]), [])
+        start = earliest_free_start(visits, float(w_start[arc]), float(w_end[arc]),
+                                    hours * 3600.0)
+        if start is None:
+            return None
+        visits.append((start, start + hours * 3600.0))
+        return Chosen(arc, hours, start, start + hours * 3600.0)
+
+    def hours_left(s: int) -> float:
+        """Hours of volunteer row s beyond the plan, the visits promised and any moved in."""
+        if s not in spare:
+            ptr = supply.window_ptr
+            windows = zip(supply.window_start[ptr[s]:ptr[s + 1]].tolist(),
+                          supply.window_end[ptr[s]:ptr[s + 1]].tolist(), strict=True)
+            promised = sum(max(0.0, min(visit_end, window_end) - max(visit_start, window_start))
+                           for window_start, window_end in windows
+                           for visit_start, visit_end in busy.get(int(supply.volunteer[s]), [])
+                           ) / 3600.0
+            spare[s] = (min(float(supply.remaining[s]), float(supply.capacity[s]) - promised)
+                        - float(planned[s]))
+        return spare[s]
+
+    def next_best(arc: int) -> list[int]:
+        """The other arcs of the arc's item outside the plan, best score first."""
+        nonlocal by_item
+        if by_item is None:
+            by_row = np.argsort(p.d, kind="stable")
+            by_item = by_row, p.d[by_row]
+        row = p.d[arc]
+        first, last = np.searchsorted(by_item[1], [row, row + 1])
+        others = by_item[0][first:last]
+        others = others[~in_plan[others]]
+        return others[np.argsort(-cands.score[others], kind="stable")].tolist()
+
+    for i in order:
+        arc, amount, kind = arcs[i], units[i], kinds[i]
         if kind == 0:
-            volunteer = int(supply.volunteer[s])
-            duration = units * 3600.0
-            start = earliest_free_start(schedule.setdefault(volunteer, []), float(w_start[arc]),
-                                        float(w_end[arc]), duration)
-            if start is None:
-                continue
-            schedule[volunteer].append((start, start + duration))
-            chosen.append(Chosen(arc, units, start, start + duration))
+            placed = visit(arc, amount)
+            for other in [] if placed else next_best(arc):
+                s = int(p.s[other])
+                if amount <= min(hours_left(s), float(p.amount_cap[other])) + 1e-9:
+                    placed = visit(other, amount)
+                    if placed:
+                        spare[s] -= amount
+                        break
+            if placed:
+                chosen.append(placed)
         elif kind == 2:
-            chosen.append(Chosen(arc, units, float(w_start[arc]), float(w_end[arc])))
+            chosen.append(Chosen(arc, amount, float(w_start[arc]), float(w_end[arc])))
         else:
-            chosen.append(Chosen(arc, units, None, None))
+            chosen.append(Chosen(arc, amount, None, None))
     return chosen
 
 
 def _explain(arc: int, cands: Candidates, weights: np.ndarray, status: str,
-             alternatives: list[int], supply: Supply) -> Explanation:
-    """Rules passed, score term by term, and the best runner-ups with why they lost."""
+             alternatives: list[int], supply: Supply,
+             unplaced: frozenset[int] = frozenset()) -> Explanation:
+    """Rules passed, score term by term, and the best runner-ups with why they lost.
+
+    `unplaced`: arcs the solver chose whose visit found no free time in the volunteer's day.
+    """
     p = cands.pairs
-    contributions = cands.terms[arc] * weights
-    terms = [ScoreTerm(name=name, weight=float(w), value=round(float(v), 4),
-                       contribution=round(float(c), 3))
-             for name, w, v, c in zip(TERMS, weights, cands.terms[arc], contributions,
-                                      strict=True)]
+    names = list(TERMS)
+    values = cands.terms[arc]
+    contributions = values * weights
+    terms = [ScoreTerm(name=name, weight=w, value=round(v, 4), contribution=round(c, 3))
+             for name, w, v, c in zip(names, weights.tolist(), values.tolist(),
+                                      contributions.tolist(), strict=True)]
+    score = float(cands.score[arc])
     runner_ups = []
     for other in alternatives[:RUNNER_UPS]:
-        other_contrib = cands.terms[other] * weights
-        if cands.score[other] < cands.score[arc]:
+        other_score = float(cands.score[other])
+        if other in unplaced:
+            why = (f"higher score ({other_score:.1f}) but the volunteer has no free time left "
+                   "in the item's window")
+        elif other_score < score:
+            other_contrib = cands.terms[other] * weights
             deficit = int(np.argmax(contributions - other_contrib))
-            name = list(TERMS)[deficit]
-            why = (f"lower score ({cands.score[other]:.1f} vs {cands.score[arc]:.1f}), "
-                   f"mostly on {name} "
+            why = (f"lower score ({other_score:.1f} vs {score:.1f}), mostly on {names[deficit]} "
                    f"({other_contrib[deficit]:.1f} vs {contributions[deficit]:.1f})")
         else:
-            why = (f"higher score ({cands.score[other]:.1f}) but its capacity serves other "
+            why = (f"higher score ({other_score:.1f}) but its capacity serves other "
                    "needs in the best overall plan")
         runner_ups.append(RunnerUp(offer_id=supply.offer_id[int(p.s[other])],
-                                   score=round(float(cands.score[other]), 3), why_lost=why))
+                                   score=round(other_score, 3), why_lost=why))
     return Explanation(rules_passed=rules_for(int(p.demand.kind[p.d[arc]])), score_terms=terms,
                        runner_ups=runner_ups, solver_status=status)
 
@@ -257,18 +315,38 @@ def run_batch(store: Store, shard: str, config: MatchingConfig, now: datetime) -
 def _record_proposals(store: Store, shard: str, chosen: list[Chosen], cands: Candidates,
                       demand: Demand, supply: Supply, vocab: Vocabulary, solution: Solution,
                       config: MatchingConfig, now: datetime) -> int:
-    """Store each chosen arc as a proposal and queue its event."""
+    """Store each chosen arc as a proposal and queue its event (one executemany each)."""
+    if not chosen:
+        return 0
     p = cands.pairs
     weights = weight_vector(config.weights)
-    by_item: dict[int, list[int]] = defaultdict(list)
-    for arc in np.argsort(-cands.score, kind="stable").tolist():
-        by_item[int(p.d[arc])].append(arc)
-    used_arcs = {c.arc for c in chosen}
+    # Runner-ups: per item with a chosen arc, its first RUNNER_UPS unused arcs, best first.
+    used = np.zeros(len(p), dtype=np.bool_)
+    used[[c.arc for c in chosen]] = True
+    served_rows = np.unique(p.d[used])
+    free = np.flatnonzero(~used & np.isin(p.d, served_rows))
+    free = free[np.lexsort((-cands.score[free], p.d[free]))]  # item, score down, arc
+    first = np.searchsorted(p.d[free], served_rows, side="left")
+    last = np.minimum(np.searchsorted(p.d[free], served_rows, side="right"), first + RUNNER_UPS)
+    free_arcs = free.tolist()
+    alternatives = {row: free_arcs[a:b] for row, a, b in zip(
+        served_rows.tolist(), first.tolist(), last.tolist(), strict=True)}
+    # A chosen arc outside the solver's plan was moved there at placement: the plan's arcs
+    # of its item found no free time in their volunteer's day. (Only when the plan is one
+    # amount per candidate arc, as run_batch's is.)
+    unplaced: frozenset[int] = frozenset()
+    if len(solution.amount) == len(p):
+        moved_rows = np.unique(p.d[[c.arc for c in chosen if solution.amount[c.arc] == 0]])
+        unplaced = frozenset(np.flatnonzero((solution.amount > 0) & ~used
+                                            & np.isin(p.d, moved_rows)).tolist())
     unit_names = {code: name for name, code in vocab.units.items()}
+    status = solution.status.value
+    rows: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
     for c in chosen:
         d, s = int(p.d[c.arc]), int(p.s[c.arc])
-        alternatives = [a for a in by_item[d] if a not in used_arcs]
-        explanation = _explain(c.arc, cands, weights, solution.status.value, alternatives, supply)
+        explanation = _explain(c.arc, cands, weights, status, alternatives.get(d, []), supply,
+                               unplaced)
         window = (TimeWindow(start=datetime.fromtimestamp(c.start, UTC),
                              end=datetime.fromtimestamp(c.end, UTC))
                   if c.start is not None and c.end is not None and c.end > c.start else None)
@@ -280,7 +358,7 @@ def _record_proposals(store: Store, shard: str, chosen: list[Chosen], cands: Can
             unit=_unit_name(demand, d, unit_names), window=window,
             score=round(float(cands.score[c.arc]), 3), explanation=explanation,
         )
-        store.add_proposal(
+        rows.append(dict(
             proposal_id=proposal.proposal_id, case_id=proposal.case_id,
             item_id=proposal.item_id, offer_id=proposal.offer_id,
             slot=int(supply.slot[s]) if supply.slot[s] >= 0 else None,
@@ -289,12 +367,14 @@ def _record_proposals(store: Store, shard: str, chosen: list[Chosen], cands: Can
             window_end=window.end if window else None, status=ProposalStatus.PROPOSED.value,
             score=proposal.score, explanation=explanation.model_dump(mode="json"), shard=shard,
             grid_id=proposal.grid_id, created_at=now,
-        )
+        ))
         event = MatchProposed(event_id=uuid.uuid4(), occurred_at=now, producer=config.producer,
                               payload=proposal)
-        store.add_outbox(topic=config.topics.proposals, key=proposal.case_id,
-                         value=event.model_dump_json(), event_id=str(event.event_id),
-                         event_type=event.event_type, at=now)
+        events.append(dict(topic=config.topics.proposals, key=proposal.case_id,
+                           value=event.model_dump_json(), event_id=str(event.event_id),
+                           event_type=event.event_type, at=now))
+    store.add_proposals(rows)
+    store.add_outbox_many(events)
     return len(chosen)
 
 
@@ -308,37 +388,40 @@ def _record_unmatched(store: Store, items: list[dict[str, Any]], chosen: list[Ch
                       config: MatchingConfig, now: datetime) -> int:
     """Give every item left open a reason; send an event only when the reason changed."""
     p = cands.pairs
-    assigned: dict[int, float] = defaultdict(float)
-    for c in chosen:
-        assigned[int(p.d[c.arc])] += c.amount
-    rows_with_arcs = set(p.d.tolist())
+    arcs = np.asarray([c.arc for c in chosen], dtype=np.int64)
+    assigned = np.bincount(p.d[arcs], weights=[c.amount for c in chosen],
+                           minlength=len(demand))
+    has_arcs = np.bincount(p.d, minlength=len(demand)) > 0
+    open_after = demand.open_qty - assigned
     need_names = {code: name for name, code in vocab.needs.items()}
     previous = {(i["case_id"], i["item_id"]): (i["unmatched_code"], i["unmatched_reason"])
                 for i in items}
+    changes: list[tuple[str, str, str | None, str | None]] = []
+    events: list[dict[str, Any]] = []
     left_open = 0
-    for row in range(len(demand)):
-        key = (demand.case_id[row], demand.item_id[row])
-        open_after = demand.open_qty[row] - assigned.get(row, 0.0)
-        if open_after <= 1e-6:
+    for row, (still_open, case_id, item_id) in enumerate(zip(
+            (open_after > 1e-6).tolist(), demand.case_id, demand.item_id, strict=True)):
+        key = (case_id, item_id)
+        if not still_open:
             if previous.get(key, (None, None))[0] is not None:
-                store.set_unmatched(*key, code=None, reason=None)
+                changes.append((case_id, item_id, None, None))
             continue
         left_open += 1
-        code, reason = _unmatched_reason(row, demand, cands, row in rows_with_arcs,
-                                         assigned.get(row, 0.0),
+        code, reason = _unmatched_reason(row, demand, cands, bool(has_arcs[row]),
+                                         float(assigned[row]),
                                          need_names[int(demand.need[row])])
         if previous.get(key) == (code, reason):
             continue
-        store.set_unmatched(*key, code=code, reason=reason)
+        changes.append((case_id, item_id, code, reason))
         event = NeedUnmatched(
             event_id=uuid.uuid4(), occurred_at=now, producer=config.producer,
-            payload=Unmatched(case_id=key[0], item_id=key[1], grid_id=demand.grid_id[row],
-                              open_quantity=round(float(open_after), 4), reason_code=code,
+            payload=Unmatched(case_id=case_id, item_id=item_id, grid_id=demand.grid_id[row],
+                              open_quantity=round(float(open_after[row]), 4), reason_code=code,
                               reason=reason),
         )
-        store.add_outbox(topic=config.topics.unmatched, key=key[0],
-                         value=event.model_dump_json(), event_id=str(event.event_id),
-                         event_type=event.event_type, at=now)
+        events.append(dict(topic=config.topics.unmatched, key=case_id,
+                           value=event.model_dump_json(), event_id=str(event.event_id),
+                           event_type=event.event_type, at=now))
+    store.set_unmatched_many(changes)
+    store.add_outbox_many(events)
     return left_open
-
-
