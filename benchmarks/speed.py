@@ -254,11 +254,12 @@ def phased_batch(store: Store, shard: str, config: MatchingConfig, now: datetime
         held = store.held_by_offer(shard)
         history_rows = store.volunteer_history()
         excluded = store.excluded_pairs(shard)
+        promised = matching.promised_visits(store, offer_rows)
     with t.phase("frames"):
         vocab = Vocabulary()
         demand = build_demand(items, served, node_rows, vocab)
         supply = build_supply([{"offer_id": o.offer_id, "payload": o.payload}
-                               for o in offer_rows], held, node_rows, vocab)
+                               for o in offer_rows], held, node_rows, vocab, busy=promised)
         history = frozenset((ben, vocab.code(vocab.volunteers, vol)) for ben, vol in history_rows)
         context = ScoringContext(history=history,
                                  grid_coverage=matching._coverage(items, served))
@@ -273,7 +274,7 @@ def phased_batch(store: Store, shard: str, config: MatchingConfig, now: datetime
         if solution.status in (Status.INFEASIBLE, Status.UNKNOWN):
             chosen: list[matching.Chosen] = []
         else:
-            busy = matching._volunteer_busy(store, supply, vocab, offer_rows)
+            busy = {vocab.code(vocab.volunteers, v): visits for v, visits in promised.items()}
             chosen = matching._place_volunteer_visits(cands, solution, demand, supply, busy)
     with t.phase("record proposals"):
         proposals = matching._record_proposals(store, shard, chosen, cands, demand, supply,

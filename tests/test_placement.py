@@ -43,17 +43,28 @@ def test_a_visit_that_no_longer_fits_goes_to_the_next_volunteer(engine: Matching
     # Next door: free 9-13 with 6 hours. Further away: free 9-13 too.
     feed(engine, f.volunteer_offer("near", "p1", start=9, end=13, lat=29.052, lon=106.662))
     feed(engine, f.volunteer_offer("far", "p1", start=9, end=13, lat=29.07, lon=106.68))
-    feed(engine, f.case("c1", items=[f.item(quantity=2, start=9, end=11, splittable=False)]))
-    assert [o for o, _ in visits_of(match(engine), "c1")] == ["near"]
-    # The near volunteer still has hours, but not between 9 and 11: the solver, which sees
-    # hours and not the diary, still picks them; the visit goes to the far one instead.
+    # Two visits in the same batch, both 9-11: the solver sees the near volunteer's hours,
+    # not their diary, and may give them both; the one that no longer fits goes to the far one.
+    feed(engine, f.case("c1", items=[f.item(quantity=2, start=9, end=11, splittable=False,
+                                            urgency=5)]))
     feed(engine, f.case("c2", items=[f.item(quantity=2, start=9, end=11, splittable=False)]))
 
     proposals = match(engine)
-    assert [o for o, _ in visits_of(proposals, "c2")] == ["far"]
-    (moved,) = [p for p in proposals if p.case_id == "c2"]
+    assert sorted(o for case in ("c1", "c2") for o, _ in visits_of(proposals, case)) == [
+        "far", "near"]
+    (moved,) = [p for p in proposals if p.offer_id == "far"]
     runner_ups = {r["offer_id"]: r["why_lost"] for r in moved.explanation["runner_ups"]}
-    assert "no free time" in runner_ups["near"]
+    assert "no free time" in runner_ups["near"], "the solver gave both to the near volunteer"
+
+
+def test_a_promised_visit_is_taken_out_of_the_volunteers_free_time(
+        engine: MatchingEngine) -> None:
+    feed(engine, f.volunteer_offer("near", "p1", start=9, end=13, lat=29.052, lon=106.662))
+    feed(engine, f.volunteer_offer("far", "p1", start=9, end=13, lat=29.07, lon=106.68))
+    feed(engine, f.case("c1", items=[f.item(quantity=2, start=9, end=11, splittable=False)]))
+    assert [o for o, _ in visits_of(match(engine), "c1")] == ["near"]
+    feed(engine, f.case("c2", items=[f.item(quantity=2, start=9, end=11, splittable=False)]))
+    assert [o for o, _ in visits_of(match(engine), "c2")] == ["far"]
 
 
 def test_without_another_volunteer_the_visit_is_dropped(engine: MatchingEngine) -> None:

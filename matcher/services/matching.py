@@ -262,18 +262,17 @@ def _unmatched_reason(row: int, demand: Demand, cands: Candidates, had_arcs: boo
                               "cases")
 
 
-def _volunteer_busy(store: Store, supply: Supply, vocab: Vocabulary, offers: list[Any]
-                    ) -> dict[int, list[tuple[float, float]]]:
-    """Visits already promised per volunteer, so new ones are placed around them."""
+def promised_visits(store: Store, offers: list[Any]) -> dict[str, list[tuple[float, float]]]:
+    """Visits already promised per volunteer id (epoch seconds), to plan new ones around."""
     volunteer_of = {o.offer_id: o.payload.get("volunteer_id") for o in offers
                     if o.kind == "volunteer"}
-    busy: dict[int, list[tuple[float, float]]] = defaultdict(list)
+    busy: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for proposal in store.holding_volunteer_visits():
         volunteer = volunteer_of.get(proposal.offer_id)
         if volunteer is None or proposal.window_start is None or proposal.window_end is None:
             continue
-        code = vocab.code(vocab.volunteers, volunteer)
-        busy[code].append((proposal.window_start.timestamp(), proposal.window_end.timestamp()))
+        busy[volunteer].append((proposal.window_start.timestamp(),
+                                proposal.window_end.timestamp()))
     return busy
 
 
@@ -286,8 +285,11 @@ def run_batch(store: Store, shard: str, config: MatchingConfig, now: datetime) -
     served = store.served_by_item(shard)
     vocab = Vocabulary()
     demand = build_demand(items, served, nodes, vocab)
+    # Promised visits leave the volunteers' windows before matching, so the solver only
+    # plans time the volunteer still has (and placement seldom has to move a visit).
+    busy = promised_visits(store, offers)
     supply = build_supply([{"offer_id": o.offer_id, "payload": o.payload} for o in offers],
-                          store.held_by_offer(shard), nodes, vocab)
+                          store.held_by_offer(shard), nodes, vocab, busy=busy)
     history = frozenset((ben, vocab.code(vocab.volunteers, vol))
                         for ben, vol in store.volunteer_history())
     context = ScoringContext(history=history, grid_coverage=_coverage(items, served))
@@ -299,8 +301,9 @@ def run_batch(store: Store, shard: str, config: MatchingConfig, now: datetime) -
     if solution.status in (Status.INFEASIBLE, Status.UNKNOWN):
         chosen: list[Chosen] = []
     else:
-        chosen = _place_volunteer_visits(cands, solution, demand, supply,
-                                         _volunteer_busy(store, supply, vocab, offers))
+        busy_by_code = {vocab.code(vocab.volunteers, volunteer): visits
+                        for volunteer, visits in busy.items()}
+        chosen = _place_volunteer_visits(cands, solution, demand, supply, busy_by_code)
     proposals = _record_proposals(store, shard, chosen, cands, demand, supply, vocab,
                                   solution, config, now)
     unmatched = _record_unmatched(store, items, chosen, cands, demand, vocab, config, now)

@@ -6,12 +6,18 @@ from matcher.solver.cpsat import solve_cp_sat
 from matcher.solver.flow import flow_obstacle, solve_min_cost_flow
 from matcher.solver.lp import solve_lp_bound
 from matcher.solver.problem import Problem, Solution
+from matcher.solver.repair import repairable, solve_flow_then_repair
 
-METHODS = ("auto", "min_cost_flow", "cp_sat", "lp_bound")
+METHODS = ("auto", "min_cost_flow", "cp_sat", "flow_repair", "lp_bound")
+
+# From this many arcs on, a batch broken only by whole needs goes to flow-then-repair: CP-SAT
+# seldom proves such batches optimal within a batch's time limit, and may find no plan at all.
+REPAIR_MIN_ARCS = 20_000
 
 
 def solve(problem: Problem, *, method: str = "auto") -> Solution:
-    """Solve with min-cost flow when the problem is a plain flow, else CP-SAT (or as asked)."""
+    """Min-cost flow when the problem is a plain flow; flow-then-repair for large batches
+    that only whole needs keep from being one; CP-SAT otherwise (or as asked)."""
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
     problem.validate()
@@ -22,4 +28,10 @@ def solve(problem: Problem, *, method: str = "auto") -> Solution:
         raise ValueError(f"min_cost_flow cannot solve this problem: {obstacle}")
     if method == "min_cost_flow" or (method == "auto" and obstacle is None):
         return solve_min_cost_flow(problem)
+    if method == "flow_repair" or (method == "auto" and problem.num_arcs >= REPAIR_MIN_ARCS
+                                   and repairable(problem)):
+        if not repairable(problem):
+            raise ValueError("flow_repair needs a problem that only whole needs keep from "
+                             "being a flow (no pins, previous plan, conflicts or use > 1)")
+        return solve_flow_then_repair(problem)
     return solve_cp_sat(problem)
