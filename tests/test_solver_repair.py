@@ -56,3 +56,14 @@ def test_repair_refuses_problems_that_are_not_flows_apart_from_whole_needs() -> 
     assert not repairable(required)
     with pytest.raises(ValueError, match="flow_repair"):
         solve(required, method="flow_repair")
+
+
+def test_repair_ignores_a_previous_plan_hint_and_refuses_pins() -> None:
+    problem = mixed_problem(3, needs=40, offers=10, per_need=4)
+    hinted = Problem(**{**problem.__dict__,
+                        "previous": np.ones(problem.num_arcs, dtype=np.int64)})
+    assert repairable(hinted)
+    assert violations(hinted, solve(hinted, method="flow_repair").amount) == []
+    pins = np.zeros(problem.num_arcs, dtype=np.int64)
+    pins[0] = 1
+    assert not repairable(Problem(**{**problem.__dict__, "pinned": pins}))

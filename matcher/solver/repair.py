@@ -36,8 +36,12 @@ def flow_relaxation(problem: Problem) -> Problem:
 
 
 def repairable(problem: Problem) -> bool:
-    """Whether whole needs are the only thing that keeps the problem from being a flow."""
-    return flow_obstacle(flow_relaxation(problem)) is None
+    """Whether whole needs are the only thing that keeps the problem from being a flow.
+
+    Pinned amounts are left to CP-SAT: repair may take back what the flow gave a whole need.
+    """
+    pinned = problem.pinned is not None and bool(np.any(problem.pinned > 0))
+    return not pinned and flow_obstacle(flow_relaxation(problem)) is None
 
 
 def _arc_subset(problem: Problem, arcs: np.ndarray, *, capacity: np.ndarray,
@@ -51,6 +55,8 @@ def _arc_subset(problem: Problem, arcs: np.ndarray, *, capacity: np.ndarray,
         arc_offer=problem.arc_offer[arcs], arc_utility=problem.arc_utility[arcs],
         arc_use=problem.arc_use[arcs],
         arc_capacity=caps if arc_capacity is None else arc_capacity,
+        # A previous plan is only a hint without a change penalty (see `repairable`).
+        pinned=None, previous=None,
         splittable=(problem.splittable if demand is None
                     else np.ones(problem.num_needs, dtype=np.bool_)),
         time_limit_s=problem.time_limit_s if time_limit_s is None else time_limit_s,
