@@ -20,7 +20,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -38,7 +38,8 @@ from matcher.domain.scoring import ScoringContext
 from matcher.services import matching
 from matcher.services.matching import MatchingConfig, build_problem, run_batch
 from matcher.simulator import District, build_district, simulate_day
-from matcher.solver import Problem, Solution, Status, objective_value, solve, violations
+from matcher.solver import Problem, Solution, Status, solve
+from matcher.solver.repair import flow_relaxation
 from matcher.storage.database import migrate, open_engine
 from matcher.storage.store import Store
 from matcher.storage.tables import cases, need_items, nodes, offers, partners
@@ -292,79 +293,6 @@ def phased_batch(store: Store, shard: str, config: MatchingConfig, now: datetime
 # --------------------------------------------------------------------------- solving
 
 
-def flow_relaxation(problem: Problem) -> Problem:
-    """Every need splittable, a whole need only on arcs that can carry all of it: its LP."""
-    whole = ~problem.splittable[problem.arc_need]
-    demand = problem.demand[problem.arc_need]
-    cap = demand if problem.arc_capacity is None else problem.arc_capacity
-    return replace(problem, splittable=np.ones(problem.num_needs, dtype=np.bool_),
-                   arc_capacity=np.where(whole & (cap < demand), 0, cap))
-
-
-def flow_then_repair(problem: Problem, repair_time_limit_s: float = 2.0) -> Solution:
-    """PROTOTYPE, not in the engine: the flow relaxation, then whole needs made whole.
-
-    1. Min-cost flow of the LP relaxation (`flow_relaxation`): its value is the LP bound.
-    2. A whole need the flow served whole through one arc keeps it; the others give back.
-    3. Those needs are matched again on the capacity left, with CP-SAT (a small problem).
-    4. Capacity still left tops up the splittable needs (min-cost flow again).
-    """
-    started = time.perf_counter()
-    relaxed = solve(flow_relaxation(problem), method="min_cost_flow")
-    amount = relaxed.amount.copy()
-    need, offer = problem.arc_need.astype(np.int64), problem.arc_offer.astype(np.int64)
-    whole_arc = ~problem.splittable[need]
-    used = amount > 0
-    arcs_used = np.bincount(need[used], minlength=problem.num_needs)
-    served = np.bincount(need, weights=amount, minlength=problem.num_needs)
-    broken = ~problem.splittable & (served > 0) & ((arcs_used > 1) | (served < problem.demand))
-    amount[broken[need]] = 0
-    # 3. The broken whole needs, on arcs whose offer still has room for all of each.
-    left = problem.capacity - np.bincount(offer, weights=amount,
-                                          minlength=problem.num_offers).astype(np.int64)
-    demand = problem.demand[need]
-    cap = demand if problem.arc_capacity is None else problem.arc_capacity
-    candidates = np.flatnonzero(broken[need] & (cap >= demand) & (left[offer] >= demand))
-    if len(candidates):
-        part = _arc_subset(problem, candidates, capacity=left, time_limit_s=repair_time_limit_s)
-        repaired = solve(part)
-        if repaired.has_solution:
-            amount[candidates] += repaired.amount
-    # 4. Splittable needs take what is left, on the room left on their arcs.
-    left = problem.capacity - np.bincount(offer, weights=amount,
-                                          minlength=problem.num_offers).astype(np.int64)
-    short = problem.demand - np.bincount(need, weights=amount,
-                                         minlength=problem.num_needs).astype(np.int64)
-    room = (demand if problem.arc_capacity is None else problem.arc_capacity) - amount
-    top_up = np.flatnonzero(~whole_arc & (room > 0) & (short[need] > 0) & (left[offer] > 0))
-    if len(top_up):
-        part = _arc_subset(problem, top_up, capacity=left, demand=np.maximum(short, 0),
-                           arc_capacity=room[top_up])
-        amount[top_up] += solve(part, method="min_cost_flow").amount
-    assert not violations(problem, amount), violations(problem, amount)[:3]
-    seconds = time.perf_counter() - started
-    return Solution(status=Status.FEASIBLE, objective=objective_value(problem, amount),
-                    bound=relaxed.objective, amount=amount, method="flow+repair (prototype)",
-                    build_s=relaxed.build_s, solve_s=seconds - relaxed.build_s)
-
-
-def _arc_subset(problem: Problem, arcs: np.ndarray, *, capacity: np.ndarray,
-                demand: np.ndarray | None = None, arc_capacity: np.ndarray | None = None,
-                time_limit_s: float | None = None) -> Problem:
-    """The problem on some arcs only, with other capacity (and demand, arc caps)."""
-    caps = problem.arc_capacity[arcs] if problem.arc_capacity is not None else None
-    return replace(
-        problem, demand=problem.demand if demand is None else demand,
-        capacity=np.maximum(capacity, 0), arc_need=problem.arc_need[arcs],
-        arc_offer=problem.arc_offer[arcs], arc_utility=problem.arc_utility[arcs],
-        arc_use=problem.arc_use[arcs],
-        arc_capacity=caps if arc_capacity is None else arc_capacity,
-        splittable=(problem.splittable if demand is None
-                    else np.ones(problem.num_needs, dtype=np.bool_)),
-        time_limit_s=problem.time_limit_s if time_limit_s is None else time_limit_s,
-    )
-
-
 @dataclass(frozen=True)
 class FlowTimes:
     """A min-cost flow solved twice on the same arrays: the engine's and a bare reference."""
@@ -459,8 +387,8 @@ class OneBatch:
     engine_method: str
     engine_gap: float
     flow: FlowTimes
-    repair_s: float
-    repair_gap: float
+    cp_sat_s: float
+    cp_sat_gap: float
 
 
 def _median(runs: Sequence[float]) -> float:
@@ -469,7 +397,7 @@ def _median(runs: Sequence[float]) -> float:
 
 def one_batch(state: State, repeats: int = 3) -> OneBatch:
     """Candidates, build + solve as the engine does, its flow relaxation against a bare
-    SimpleMinCostFlow, and the flow-then-repair prototype, each `repeats` times."""
+    SimpleMinCostFlow, and CP-SAT on the same problem, each `repeats` times."""
     demand, supply = frames_of(state)
     config = MatchingConfig(topics=Topics("bench"))
     now = state.now.timestamp()
@@ -490,8 +418,8 @@ def one_batch(state: State, repeats: int = 3) -> OneBatch:
                        for name in FlowTimes.__dataclass_fields__))
     for _ in range(repeats):
         started = time.perf_counter()
-        repaired = flow_then_repair(problem)
-        times["repair"].append(time.perf_counter() - started)
+        repaired = solve(problem, method="cp_sat")
+        times["cp_sat"].append(time.perf_counter() - started)
     whole = int(np.count_nonzero(~problem.splittable
                                  & (np.bincount(problem.arc_need, minlength=problem.num_needs)
                                     > 0)))
@@ -500,8 +428,8 @@ def one_batch(state: State, repeats: int = 3) -> OneBatch:
         candidates_s=_median(times["candidates"]), build_problem_s=_median(times["build"]),
         engine_s=_median(times["engine"]), engine_status=engine.status.value,
         engine_method=engine.method, engine_gap=_gap(engine.objective, flow.engine_objective),
-        flow=flow, repair_s=_median(times["repair"]),
-        repair_gap=_gap(repaired.objective, flow.engine_objective),
+        flow=flow, cp_sat_s=_median(times["cp_sat"]),
+        cp_sat_gap=_gap(repaired.objective, flow.engine_objective),
     )
 
 
@@ -527,8 +455,9 @@ def one_batch_table(result: OneBatch) -> str:
         ("… solve", f.raw_solve_s,
          "same objective" if abs(f.raw_objective - f.engine_objective)
          <= 1e-6 * max(1.0, abs(f.engine_objective)) else f"objective {f.raw_objective:.1f}"),
-        ("flow then repair (prototype, not in the engine)", result.repair_s,
-         f"{_pct(result.repair_gap)} below the LP bound"),
+        ("CP-SAT on the same problem (the engine's method before flow-then-repair)",
+         result.cp_sat_s,
+         f"{_pct(result.cp_sat_gap)} below the LP bound"),
     ]
     lines = [f"{result.items:,} items, {result.supply_units:,} supply units, "
              f"{result.arcs:,} candidate arcs, {result.whole_needs:,} whole (unsplittable) items "
@@ -647,8 +576,8 @@ def district(args: argparse.Namespace) -> str:
     gc.collect()
     config = MatchingConfig(topics=Topics("bench"))
     rows: list[tuple[str, BatchRun]] = []
-    for name, solver in (("engine as is", solve),
-                         ("with flow then repair (prototype)", flow_then_repair)):
+    for name, solver in (("engine (flow then repair)", solve),
+                         ("CP-SAT instead", partial(solve, method="cp_sat"))):
         log(f"(b) timing the batch phase by phase: {name}")
         run = timed_in_rollback(db, partial(phased_batch, shard=SHARD, config=config, now=now,
                                             solver=solver))

@@ -57,11 +57,11 @@ def test_one_batch_compares_the_engine_flow_with_a_bare_min_cost_flow(
 
     assert result.arcs > 0 and result.items > 0
     assert result.flow.raw_objective == pytest.approx(result.flow.engine_objective, rel=1e-6)
-    assert 0.0 <= result.repair_gap < 1.0
+    assert 0.0 <= result.cp_sat_gap < 1.0
     assert "bare `SimpleMinCostFlow`" in speed.one_batch_table(result)
 
 
-def test_flow_then_repair_keeps_every_rule_and_stays_under_the_lp_bound() -> None:
+def test_flow_then_repair_keeps_every_rule_and_stays_under_the_lp_bound_on_a_small_case() -> None:
     # Two whole needs of 2 units compete for one offer of 3; a splittable need takes the rest.
     # The flow serves b half on x, half on y (LP 9.5); the repair must give b one offer.
     problem = Problem(
@@ -72,7 +72,7 @@ def test_flow_then_repair_keeps_every_rule_and_stays_under_the_lp_bound() -> Non
         arc_utility=np.array([3.0, 2.0, 1.0, 0.5, 0.5]), arc_use=np.ones(5, dtype=np.int64),
         arc_capacity=np.array([2, 2, 2, 3, 3]),
     )
-    repaired = speed.flow_then_repair(problem)
+    repaired = solve(problem, method="flow_repair")
 
     assert violations(problem, repaired.amount) == []
     assert repaired.bound == pytest.approx(relaxation_bound(problem))
