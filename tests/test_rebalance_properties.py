@@ -193,29 +193,7 @@ def test_an_interrupted_run_leaves_nothing_applied(seed: int, crash_at: int) -> 
             assert RebalanceStore(store.conn).count_runs() == 0
 
 
-def test_the_lease_admits_exactly_one_of_many_simultaneous_runs(tmp_path: Path) -> None:
-    db = open_engine(f"sqlite:///{tmp_path / 'm.db'}")
-    migrate(db)
-    start = threading.Barrier(8)
-    won: list[str] = []
-
-    def contend(name: str) -> None:
-        start.wait()
-        with unit_of_work(db) as store:
-            if RebalanceStore(store.conn).take_lease(name, now=NOW,
-                                                     until=NOW + timedelta(minutes=5)):
-                won.append(name)
-
-    threads = [threading.Thread(target=contend, args=(f"run-{i}",)) for i in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert len(won) == 1
-
-
-@pytest.mark.parametrize("db", ["postgres"], indirect=True)
-def test_the_lease_admits_exactly_one_of_many_simultaneous_runs_on_postgres(db: Engine) -> None:
+def test_the_lease_admits_exactly_one_of_many_simultaneous_runs(db: Engine) -> None:
     start = threading.Barrier(8)
     won: list[str] = []
 
