@@ -58,12 +58,24 @@ def test_repair_refuses_problems_that_are_not_flows_apart_from_whole_needs() -> 
         solve(required, method="flow_repair")
 
 
-def test_repair_ignores_a_previous_plan_hint_and_refuses_pins() -> None:
+def test_repair_ignores_a_previous_plan_hint() -> None:
     problem = mixed_problem(3, needs=40, offers=10, per_need=4)
     hinted = Problem(**{**problem.__dict__,
                         "previous": np.ones(problem.num_arcs, dtype=np.int64)})
     assert repairable(hinted)
     assert violations(hinted, solve(hinted, method="flow_repair").amount) == []
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_repair_keeps_every_pinned_amount(seed: int) -> None:
+    problem = mixed_problem(seed, needs=60, offers=15, per_need=4)
+    # Pin what a first plan gave on a few arcs, whole needs whole, as approved matches are.
+    first = solve(problem, method="flow_repair").amount
     pins = np.zeros(problem.num_arcs, dtype=np.int64)
-    pins[0] = 1
-    assert not repairable(Problem(**{**problem.__dict__, "pinned": pins}))
+    chosen = np.flatnonzero(first > 0)[::3]
+    pins[chosen] = first[chosen]
+    pinned = Problem(**{**problem.__dict__, "pinned": pins})
+    assert repairable(pinned)
+    solution = solve(pinned, method="flow_repair")
+    assert violations(pinned, solution.amount) == []
+    assert np.all(solution.amount >= pins)

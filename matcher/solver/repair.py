@@ -36,12 +36,8 @@ def flow_relaxation(problem: Problem) -> Problem:
 
 
 def repairable(problem: Problem) -> bool:
-    """Whether whole needs are the only thing that keeps the problem from being a flow.
-
-    Pinned amounts are left to CP-SAT: repair may take back what the flow gave a whole need.
-    """
-    pinned = problem.pinned is not None and bool(np.any(problem.pinned > 0))
-    return not pinned and flow_obstacle(flow_relaxation(problem)) is None
+    """Whether whole needs are the only thing that keeps the problem from being a flow."""
+    return flow_obstacle(flow_relaxation(problem)) is None
 
 
 def _arc_subset(problem: Problem, arcs: np.ndarray, *, capacity: np.ndarray,
@@ -74,12 +70,17 @@ def solve_flow_then_repair(problem: Problem) -> Solution:
     """Feasible plan with a proven bound, for problems where only whole needs break the flow."""
     started = time.perf_counter()
     relaxed = solve_min_cost_flow(flow_relaxation(problem))
+    if not relaxed.has_solution:  # e.g. a pin the relaxation cannot hold: let CP-SAT say why
+        return solve_cp_sat(problem)
     amount = relaxed.amount.copy()
     need = problem.arc_need.astype(np.int64)
     whole_arc = ~problem.splittable[need]
     arcs_used = np.bincount(need[amount > 0], minlength=problem.num_needs)
     served = np.bincount(need, weights=amount, minlength=problem.num_needs)
     broken = ~problem.splittable & (served > 0) & ((arcs_used > 1) | (served < problem.demand))
+    if problem.pinned is not None and np.any(problem.pinned[broken[need]] > 0):
+        # Repair would take back a pinned amount: only CP-SAT can keep the pin whole.
+        return solve_cp_sat(problem)
     amount[broken[need]] = 0
     # The broken whole needs, on arcs whose offer still has room for all of each.
     left = _left(problem, amount)
