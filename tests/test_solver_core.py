@@ -388,25 +388,27 @@ def test_forcing_min_cost_flow_on_a_non_flow_says_why() -> None:
 # --- LP relaxation bound -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("seed", range(8))
-def test_lp_bound_is_above_the_integer_optimum(seed: int) -> None:
+def mixed_from_flow(seed: int, base_seed: int, **extra: Any) -> Problem:
+    """A random flow problem made hard: more capacity, uses of 1-2, half the needs whole."""
     rng = np.random.default_rng(seed)
-    base = random_flow_problem(200 + seed)
+    base = random_flow_problem(base_seed)
     k = base.num_arcs
-    problem = make_problem(
+    use = rng.integers(1, 3, k).tolist()
+    splittable = (rng.random(base.num_needs) < 0.5).tolist()
+    return make_problem(
         demand=base.demand.tolist(),
         capacity=(base.capacity * 2).tolist(),
-        arcs=list(
-            zip(
-                base.arc_need.tolist(),
-                base.arc_offer.tolist(),
-                base.arc_utility.tolist(),
-                strict=True,
-            )
-        ),
-        use=rng.integers(1, 3, k).tolist(),
-        splittable=(rng.random(base.num_needs) < 0.5).tolist(),
+        arcs=list(zip(base.arc_need.tolist(), base.arc_offer.tolist(),
+                      base.arc_utility.tolist(), strict=True)),
+        use=use,
+        splittable=splittable,
+        **{name: make(base, rng, k) for name, make in extra.items()},
     )
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_lp_bound_is_above_the_integer_optimum(seed: int) -> None:
+    problem = mixed_from_flow(seed, 200 + seed)
     solution = solved(problem, "cp_sat")
     assert solution.status == Status.OPTIMAL
     assert relaxation_bound(problem) >= solution.objective - 1e-6
@@ -433,24 +435,11 @@ def test_lp_bound_method_gives_a_bound_and_no_plan() -> None:
 
 @pytest.mark.parametrize("seed", range(10))
 def test_greedy_start_keeps_every_rule(seed: int) -> None:
-    rng = np.random.default_rng(seed)
-    base = random_flow_problem(300 + seed)
-    k = base.num_arcs
-    problem = make_problem(
-        demand=base.demand.tolist(),
-        capacity=(base.capacity * 2).tolist(),
-        arcs=list(
-            zip(
-                base.arc_need.tolist(),
-                base.arc_offer.tolist(),
-                base.arc_utility.tolist(),
-                strict=True,
-            )
-        ),
-        use=rng.integers(1, 3, k).tolist(),
-        splittable=(rng.random(base.num_needs) < 0.5).tolist(),
-        pinned=base.pinned,
-        conflicts=[rng.choice(k, size=min(k, 3), replace=False)] if k else [],
+    problem = mixed_from_flow(
+        seed, 300 + seed,
+        pinned=lambda base, rng, k: base.pinned,
+        conflicts=lambda base, rng, k: [rng.choice(k, size=min(k, 3), replace=False)] if k
+        else [],
     )
     arcs = arc_columns(problem)
     x = greedy_plan(problem, arcs)

@@ -106,7 +106,7 @@ class MatchingEngine:
     def all_shards(self) -> set[str]:
         """Every shard that has open demand (used at start-up to catch up)."""
         with unit_of_work(self.db) as store:
-            return {item["shard"] for item in store.open_items()}
+            return store.shards_with_open_demand()
 
     def unpublished(self, limit: int = 500) -> list[OutboxRow]:
         """Outgoing events waiting for the broker."""

@@ -9,7 +9,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, bindparam, func, insert, select, text, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Table,
+    and_,
+    bindparam,
+    func,
+    insert,
+    select,
+    text,
+    update,
+)
 
 from matcher.storage.tables import (
     audit_log,
@@ -93,11 +104,26 @@ class OutboxRow:
     event_type: str
 
 
+def _columns(table: Table, row_type: type[Any]) -> list[Any]:
+    """The table's columns that a row dataclass holds, in its field order."""
+    return [table.c[name] for name in row_type.__dataclass_fields__]
+
+
 class Store:
     """Typed access to the tables through one open connection (one transaction)."""
 
     def __init__(self, connection: Connection) -> None:
         self.conn = connection
+
+    def _upsert(self, table: Table, key: dict[str, Any], values: dict[str, Any],
+                on_create: dict[str, Any] | None = None) -> bool:
+        """Update the row with this key, or insert it (with `on_create` too); True if new."""
+        where = and_(*(table.c[name] == value for name, value in key.items()))
+        if self.conn.execute(select(*(table.c[name] for name in key)).where(where)).first():
+            self.conn.execute(update(table).where(where).values(**values))
+            return False
+        self.conn.execute(insert(table).values(**key, **values, **(on_create or {})))
+        return True
 
     # --- idempotency and audit -------------------------------------------------------------
 
@@ -144,11 +170,9 @@ class Store:
     def upsert_node(self, *, node_id: str, level: str, parent_id: str | None, name: str,
                     path: str, lat: float | None, lon: float | None) -> None:
         """Create or replace a node."""
-        values = dict(level=level, parent_id=parent_id, name=name, path=path, lat=lat, lon=lon)
-        if self.node(node_id) is None:
-            self.conn.execute(insert(nodes).values(node_id=node_id, **values))
-        else:
-            self.conn.execute(update(nodes).where(nodes.c.node_id == node_id).values(**values))
+        self._upsert(nodes, {"node_id": node_id},
+                     dict(level=level, parent_id=parent_id, name=name, path=path, lat=lat,
+                          lon=lon))
 
     def partner_home(self, partner_id: str) -> str | None:
         """Home node of a registered partner, or None if not registered."""
@@ -159,15 +183,9 @@ class Store:
     def upsert_partner(self, *, partner_id: str, name: str, kind: str, home_node_id: str,
                        at: datetime) -> None:
         """Create or replace a partner."""
-        values = dict(name=name, kind=kind, home_node_id=home_node_id)
-        if self.partner_home(partner_id) is None:
-            self.conn.execute(
-                insert(partners).values(partner_id=partner_id, registered_at=at, **values)
-            )
-        else:
-            self.conn.execute(
-                update(partners).where(partners.c.partner_id == partner_id).values(**values)
-            )
+        self._upsert(partners, {"partner_id": partner_id},
+                     dict(name=name, kind=kind, home_node_id=home_node_id),
+                     on_create={"registered_at": at})
 
     def count_partners(self) -> int:
         """How many partners are registered."""
@@ -178,9 +196,7 @@ class Store:
     def offer(self, offer_id: str) -> OfferRow | None:
         """The offer with this id, if known."""
         row = self.conn.execute(
-            select(offers.c.offer_id, offers.c.partner_id, offers.c.kind, offers.c.version,
-                   offers.c.status, offers.c.shard, offers.c.payload)
-            .where(offers.c.offer_id == offer_id)
+            select(*_columns(offers, OfferRow)).where(offers.c.offer_id == offer_id)
         ).first()
         return OfferRow(**row._mapping) if row else None
 
@@ -188,13 +204,10 @@ class Store:
                    status: str, node_id: str, shard: str, capacity: float, unit: str,
                    expires_at: datetime | None, payload: dict[str, Any], at: datetime) -> None:
         """Create or replace an offer."""
-        values = dict(partner_id=partner_id, kind=kind, version=version, status=status,
-                      node_id=node_id, shard=shard, capacity=capacity, unit=unit,
-                      expires_at=expires_at, payload=payload, updated_at=at)
-        if self.offer(offer_id) is None:
-            self.conn.execute(insert(offers).values(offer_id=offer_id, **values))
-        else:
-            self.conn.execute(update(offers).where(offers.c.offer_id == offer_id).values(**values))
+        self._upsert(offers, {"offer_id": offer_id},
+                     dict(partner_id=partner_id, kind=kind, version=version, status=status,
+                          node_id=node_id, shard=shard, capacity=capacity, unit=unit,
+                          expires_at=expires_at, payload=payload, updated_at=at))
 
     def withdraw_offer(self, offer_id: str, *, version: int, at: datetime) -> None:
         """Mark an offer withdrawn."""
@@ -205,9 +218,7 @@ class Store:
 
     def active_offers(self, shard: str | None = None) -> list[OfferRow]:
         """Active offers, of one shard or all."""
-        query = select(offers.c.offer_id, offers.c.partner_id, offers.c.kind, offers.c.version,
-                       offers.c.status, offers.c.shard, offers.c.payload
-                       ).where(offers.c.status == "active")
+        query = select(*_columns(offers, OfferRow)).where(offers.c.status == "active")
         if shard is not None:
             query = query.where(offers.c.shard == shard)
         rows = self.conn.execute(query.order_by(offers.c.offer_id))
@@ -218,9 +229,7 @@ class Store:
     def case(self, case_id: str) -> CaseRow | None:
         """The case with this id, if known."""
         row = self.conn.execute(
-            select(cases.c.case_id, cases.c.grid_id, cases.c.shard, cases.c.version,
-                   cases.c.status, cases.c.beneficiary, cases.c.opened_at)
-            .where(cases.c.case_id == case_id)
+            select(*_columns(cases, CaseRow)).where(cases.c.case_id == case_id)
         ).first()
         return CaseRow(**row._mapping) if row else None
 
@@ -228,32 +237,18 @@ class Store:
                   beneficiary: dict[str, Any], items: Sequence[dict[str, Any]],
                   at: datetime) -> None:
         """Create or replace a case and its items (items not listed any more are closed)."""
-        existing = self.case(case_id)
-        values = dict(grid_id=grid_id, shard=shard, version=version, status="open",
-                      beneficiary=beneficiary, updated_at=at)
-        if existing is None:
-            self.conn.execute(insert(cases).values(case_id=case_id, opened_at=at, **values))
-        else:
-            self.conn.execute(update(cases).where(cases.c.case_id == case_id).values(**values))
+        created = self._upsert(cases, {"case_id": case_id},
+                               dict(grid_id=grid_id, shard=shard, version=version,
+                                    status="open", beneficiary=beneficiary, updated_at=at),
+                               on_create={"opened_at": at})
+        if not created:
             self.conn.execute(
                 update(need_items).where(need_items.c.case_id == case_id).values(status="closed")
             )
         for item in items:
-            item_values = {k: v for k, v in item.items() if k != "item_id"}
-            present = self.conn.execute(
-                select(need_items.c.item_id).where(
-                    and_(need_items.c.case_id == case_id, need_items.c.item_id == item["item_id"])
-                )
-            ).first()
-            if present is None:
-                self.conn.execute(insert(need_items).values(
-                    case_id=case_id, item_id=item["item_id"], status="open", **item_values))
-            else:
-                self.conn.execute(
-                    update(need_items).where(and_(need_items.c.case_id == case_id,
-                                                  need_items.c.item_id == item["item_id"]))
-                    .values(status="open", **item_values)
-                )
+            self._upsert(need_items, {"case_id": case_id, "item_id": item["item_id"]},
+                         {**{k: v for k, v in item.items() if k != "item_id"},
+                          "status": "open"})
 
     def close_case(self, case_id: str, *, version: int, at: datetime) -> None:
         """Mark a case and all its items closed."""
@@ -274,6 +269,11 @@ class Store:
             query = query.where(cases.c.shard == shard)
         query = query.order_by(need_items.c.case_id, need_items.c.item_id)
         return [dict(r._mapping) for r in self.conn.execute(query)]
+
+    def shards_with_open_demand(self) -> set[str]:
+        """Shards that have at least one open case."""
+        return set(self.conn.execute(
+            select(cases.c.shard).where(cases.c.status == "open").distinct()).scalars())
 
     def item_keys(self, case_id: str) -> set[str]:
         """Ids of the open items of a case."""
@@ -296,7 +296,7 @@ class Store:
     def proposal(self, proposal_id: str) -> ProposalRow | None:
         """The proposal with this id, if known."""
         row = self.conn.execute(
-            select(*[proposals.c[name] for name in ProposalRow.__dataclass_fields__])
+            select(*_columns(proposals, ProposalRow))
             .where(proposals.c.proposal_id == proposal_id)
         ).first()
         return ProposalRow(**row._mapping) if row else None
@@ -304,7 +304,7 @@ class Store:
     def proposals_where(self, *conditions: Any) -> list[ProposalRow]:
         """Proposals matching SQLAlchemy conditions on the proposals table."""
         rows = self.conn.execute(
-            select(*[proposals.c[name] for name in ProposalRow.__dataclass_fields__])
+            select(*_columns(proposals, ProposalRow))
             .where(*conditions).order_by(proposals.c.created_at, proposals.c.proposal_id)
         )
         return [ProposalRow(**r._mapping) for r in rows]
