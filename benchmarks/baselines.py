@@ -8,40 +8,30 @@ are placed in time as they are taken (so no volunteer is in two places at once).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import uuid
-from collections import defaultdict
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import numpy as np
 
-from matcher.domain.candidates import Candidates, generate
-from matcher.domain.frames import (
-    SOLVER_SCALE,
-    Demand,
-    Supply,
-    Vocabulary,
-    build_demand,
-    build_supply,
-)
+from matcher.domain.allocation import Allocation
+from matcher.domain.candidates import Candidates
+from matcher.domain.frames import Demand, Supply
+from matcher.domain.kinds import SOLVER_SCALE, Kind
 from matcher.domain.schedule import earliest_free_start
 from matcher.domain.scoring import ScoringContext, Weights
+from matcher.services.matching import (
+    MatchingConfig,
+    build_frames,
+    find_candidates,
+    read_live_inputs,
+)
 from matcher.storage.store import Store
 from schemas.matches import ProposalStatus
+from schemas.topics import Topics
 
-KIND_NAMES = ("volunteer", "goods", "service")
-VOLUNTEER, SERVICE = 0, 2
-
-
-@dataclass(frozen=True)
-class Allocation:
-    """One arc taken by the greedy: `amount` in item units, a time for visits and sessions."""
-
-    arc: int
-    amount: float
-    start: float | None
-    end: float | None
+VOLUNTEER, SERVICE = Kind.VOLUNTEER, Kind.SERVICE
 
 
 def arrival_order(demand: Demand) -> list[int]:
@@ -108,43 +98,23 @@ def greedy_allocate(cands: Candidates, demand: Demand, supply: Supply,
     return taken
 
 
-def _volunteer_busy(store: Store, vocab: Vocabulary) -> dict[int, list[tuple[float, float]]]:
-    """Visits already promised per volunteer (as the engine's batch sees them)."""
-    volunteer_of = {o.offer_id: o.payload.get("volunteer_id") for o in store.active_offers()
-                    if o.kind == "volunteer"}
-    busy: dict[int, list[tuple[float, float]]] = defaultdict(list)
-    for proposal in store.holding_volunteer_visits():
-        volunteer = volunteer_of.get(proposal.offer_id)
-        if volunteer is None or proposal.window_start is None or proposal.window_end is None:
-            continue
-        busy[vocab.code(vocab.volunteers, volunteer)].append(
-            (proposal.window_start.timestamp(), proposal.window_end.timestamp()))
-    return busy
-
-
 def greedy_batch(store: Store, shard: str, now: datetime, *, weights: Weights | None = None,
                  k: int = 30) -> int:
-    """A batch of the baseline: the engine's state and candidates, allocated greedily.
+    """A batch of the baseline: the engine's live inputs and candidates, allocated greedily.
 
     Allocations are stored as proposals (status proposed, so they hold capacity exactly as
     the engine's do); no events are queued. Returns how many proposals were made.
     """
-    nodes = {node.node_id: node for node in store.all_nodes()}
-    items = store.open_items(shard)
-    offers = store.active_offers(shard)
-    served = store.served_by_item(shard)
-    vocab = Vocabulary()
-    demand = build_demand(items, served, nodes, vocab)
-    supply = build_supply([{"offer_id": o.offer_id, "payload": o.payload} for o in offers],
-                          store.held_by_offer(shard), nodes, vocab)
-    history = frozenset((ben, vocab.code(vocab.volunteers, vol))
-                        for ben, vol in store.volunteer_history())
+    config = MatchingConfig(topics=Topics("baseline"), weights=weights or Weights(),
+                            candidates_per_item=k)
+    inputs = read_live_inputs(store, shard, now)
+    frames = build_frames(inputs)
     # Terms of the item alone (urgency, waiting, grid coverage) never change the order of one
     # item's offers, so this context ranks offers (and keeps the top k) as the engine does.
-    cands = generate(demand, supply, now=now.timestamp(), weights=weights or Weights(),
-                     context=ScoringContext(history=history),
-                     excluded=store.excluded_pairs(shard), k=k)
-    taken = greedy_allocate(cands, demand, supply, _volunteer_busy(store, vocab))
+    frames = dataclasses.replace(frames, context=ScoringContext(history=frames.context.history))
+    cands = find_candidates(frames, inputs, config)
+    demand, supply, vocab = frames.demand, frames.supply, frames.vocab
+    taken = greedy_allocate(cands, demand, supply, frames.busy)
     p = cands.pairs
     unit_names = {code: name for name, code in vocab.units.items()}
     rows = []
@@ -154,7 +124,7 @@ def greedy_batch(store: Store, shard: str, now: datetime, *, weights: Weights | 
             proposal_id=f"greedy-{uuid.uuid4().hex[:16]}", case_id=demand.case_id[d],
             item_id=demand.item_id[d], offer_id=supply.offer_id[s],
             slot=int(supply.slot[s]) if supply.slot[s] >= 0 else None,
-            partner_id=supply.partner_id[s], kind=KIND_NAMES[int(supply.kind[s])],
+            partner_id=supply.partner_id[s], kind=Kind(int(supply.kind[s])).wire,
             amount=round(a.amount, 4), unit=unit_names.get(int(demand.unit[d]), "units"),
             status=ProposalStatus.PROPOSED.value,
             window_start=datetime.fromtimestamp(a.start, UTC) if a.start is not None else None,

@@ -30,15 +30,17 @@ import numpy as np
 from ortools.graph.python import min_cost_flow
 from sqlalchemy import Engine, insert
 
+from matcher.domain.allocation import build_problem
 from matcher.domain.candidates import generate
 from matcher.domain.capacity import item_unit, offer_capacity
+from matcher.domain.explain import explanations
 from matcher.domain.frames import Demand, Supply, Vocabulary, build_demand, build_supply
 from matcher.domain.hierarchy import shard_of
-from matcher.domain.scoring import ScoringContext
+from matcher.domain.scoring import ScoringContext, weight_vector
 from matcher.services import matching
-from matcher.services.matching import MatchingConfig, build_problem, run_batch
+from matcher.services.matching import MatchingConfig, run_batch
 from matcher.simulator import District, build_district, simulate_day
-from matcher.solver import Problem, Solution, Status, solve
+from matcher.solver import Problem, Solution, solve
 from matcher.solver.repair import flow_relaxation
 from matcher.storage.database import migrate, open_engine
 from matcher.storage.store import Store
@@ -245,44 +247,34 @@ class BatchRun:
 
 def phased_batch(store: Store, shard: str, config: MatchingConfig, now: datetime,
                  solver: Callable[[Problem], Solution] = solve) -> BatchRun:
-    """`run_batch` step by step with a timer per phase (the same calls; `solver` may differ)."""
+    """The engine's batch step by step with a timer per phase (the pipeline's own public
+    steps, in its order; `solver` may differ)."""
     t = Phases()
     with t.phase("load from store"):
-        node_rows = {node.node_id: node for node in store.all_nodes()}
-        items = store.open_items(shard)
-        offer_rows = store.active_offers(shard)
-        served = store.served_by_item(shard)
-        held = store.held_by_offer(shard)
-        history_rows = store.volunteer_history()
-        excluded = store.excluded_pairs(shard)
-        promised = matching.promised_visits(store, offer_rows)
+        inputs = matching.read_live_inputs(store, shard, now)
     with t.phase("frames"):
-        vocab = Vocabulary()
-        demand = build_demand(items, served, node_rows, vocab)
-        supply = build_supply([{"offer_id": o.offer_id, "payload": o.payload}
-                               for o in offer_rows], held, node_rows, vocab, busy=promised)
-        history = frozenset((ben, vocab.code(vocab.volunteers, vol)) for ben, vol in history_rows)
-        context = ScoringContext(history=history,
-                                 grid_coverage=matching._coverage(items, served))
+        frames = matching.build_frames(inputs)
     with t.phase("candidates"):
-        cands = generate(demand, supply, now=now.timestamp(), weights=config.weights,
-                         context=context, excluded=excluded, k=config.candidates_per_item)
+        cands = matching.find_candidates(frames, inputs, config)
     with t.phase("build problem"):
-        problem = build_problem(demand, supply, cands, config)
+        problem = matching.problem_of(frames, cands, config)
     with t.phase("solve"):
         solution = solver(problem)
     with t.phase("place visits"):
-        if solution.status in (Status.INFEASIBLE, Status.UNKNOWN):
-            chosen: list[matching.Chosen] = []
-        else:
-            busy = {vocab.code(vocab.volunteers, v): visits for v, visits in promised.items()}
-            chosen = matching._place_volunteer_visits(cands, solution, demand, supply, busy)
+        chosen = matching.place(frames, cands, solution)
+    with t.phase("explain"):
+        explained = explanations(cands, chosen, frames.supply, weight_vector(config.weights),
+                                 solution.status.value,
+                                 matching.unplaced_arcs(cands, solution, chosen))
     with t.phase("record proposals"):
-        proposals = matching._record_proposals(store, shard, chosen, cands, demand, supply,
-                                               vocab, solution, config, now)
+        proposals = matching.record_proposals(
+            store, shard=shard, allocations=chosen, explained=explained, cands=cands,
+            demand=frames.demand, supply=frames.supply, vocab=frames.vocab, config=config,
+            now=now)
     with t.phase("record unmatched"):
-        unmatched = matching._record_unmatched(store, items, chosen, cands, demand, vocab,
-                                               config, now)
+        unmatched = matching.record_unmatched(store, inputs.items, chosen, cands, frames.demand,
+                                              frames.vocab, config, now)
+    demand, supply = frames.demand, frames.supply
     return BatchRun(items=len(demand), supply_units=len(supply), arcs=len(cands),
                     proposals=proposals, unmatched=unmatched, status=solution.status.value,
                     method=solution.method, solver_build_s=solution.build_s,
@@ -409,7 +401,8 @@ def one_batch(state: State, repeats: int = 3) -> OneBatch:
         times["candidates"].append(time.perf_counter() - started)
     for _ in range(repeats):
         started = time.perf_counter()
-        problem = build_problem(demand, supply, cands, config)
+        problem = build_problem(demand, supply, cands, time_limit_s=config.time_limit_s,
+                                workers=config.workers)
         times["build"].append(time.perf_counter() - started)
         engine = solve(problem)
         times["engine"].append(time.perf_counter() - started)
@@ -474,7 +467,7 @@ def _pct(value: float) -> str:
 
 
 PHASES = ("load from store", "frames", "candidates", "build problem", "solve", "place visits",
-          "record proposals", "record unmatched")
+          "explain", "record proposals", "record unmatched")
 
 
 def timed_in_rollback(db: Engine, work: Callable[[Store], BatchRun]) -> BatchRun:

@@ -169,7 +169,7 @@ def test_an_interrupted_run_leaves_nothing_applied(seed: int, crash_at: int) -> 
         with unit_of_work(db) as store:
             outbox_before = store.count("outbox")
         calls = defaultdict(int)
-        real_revoke, real_propose = rebalancing._revoke, rebalancing._record_proposals
+        real_revoke, real_propose = rebalancing._revoke, rebalancing.record_proposals
 
         def counted(real: Any, name: str) -> Any:
             def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -181,7 +181,7 @@ def test_an_interrupted_run_leaves_nothing_applied(seed: int, crash_at: int) -> 
             return wrapper
 
         with mock.patch.object(rebalancing, "_revoke", counted(real_revoke, "revoke")), \
-                mock.patch.object(rebalancing, "_record_proposals",
+                mock.patch.object(rebalancing, "record_proposals",
                                   counted(real_propose, "propose")), \
                 mock.patch.object(rebalancing, "_announce",
                                   counted(rebalancing._announce, "announce")), \

@@ -302,7 +302,7 @@ def test_an_interrupted_run_leaves_nothing_applied(db: Engine, monkeypatch: pyte
     def crash(*args: Any, **kwargs: Any) -> int:
         raise RuntimeError("power cut half-way through the apply")
 
-    monkeypatch.setattr(rebalancing, "_record_unmatched", crash)
+    monkeypatch.setattr(rebalancing, "record_unmatched", crash)
     with pytest.raises(RuntimeError):
         run(engine, penalty=0.0)
     assert holding(db) == before

@@ -10,7 +10,8 @@ from matcher.solver import Status, relaxation_bound, solve, violations
 from matcher.solver.gap import KNOWN_OPTIMA, GapInstance, load_gap, read_gap_file
 
 GAP_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "benchmarks" / "gap"
-TIME_LIMIT_S = 30.0
+# Generous: proving optimality takes about 8 s on 2 quiet cores, and CI shares its machine.
+TIME_LIMIT_S = 90.0
 
 pytestmark = pytest.mark.skipif(
     not GAP_DIR.is_dir(),

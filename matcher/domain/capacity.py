@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from schemas.offers import GoodsOffer, OfferKind, ServiceOffer, VolunteerOffer
 
 VOLUNTEER_UNIT = "hours"
@@ -25,3 +27,15 @@ def item_unit(kind: OfferKind, given: str) -> str:
     if kind is OfferKind.SERVICE:
         return SERVICE_UNIT
     return given
+
+
+def offer_live_until(offer: VolunteerOffer | GoodsOffer | ServiceOffer) -> datetime | None:
+    """When an offer stops being matchable: its last window or slot is over, or it expires.
+
+    None means never: goods without a shelf life stay on offer until withdrawn.
+    """
+    if isinstance(offer, VolunteerOffer):
+        return max((window.end for window in offer.availability), default=None)
+    if isinstance(offer, ServiceOffer):
+        return max((slot.window.end for slot in offer.slots), default=None)
+    return offer.expires_at

@@ -17,13 +17,12 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-KIND_CODES = {"volunteer": 0, "goods": 1, "service": 2}
+from matcher.domain.kinds import SOLVER_SCALE, Kind  # noqa: F401  (SOLVER_SCALE: re-exported)
+
 GROUP_CODES = {
     "elderly_alone": 0, "elderly": 1, "disabled": 2, "low_income": 3,
     "left_behind_child": 4, "child_in_difficulty": 5, "ill_or_recovering": 6,
 }
-# Integer units the solver counts in: quarter hours, tenths of a goods unit, whole sessions.
-SOLVER_SCALE = np.array([4.0, 10.0, 1.0])
 NO_TIME = math.inf
 # People travel to a service: within this distance of its place it is within their reach.
 SERVICE_REACH_KM = 5.0
@@ -225,7 +224,7 @@ def build_demand(items: Sequence[Mapping[str, Any]], served: Mapping[tuple[str, 
                               strict=True):
             text[name].append(word)
         for name, number in zip(ints, (
-                KIND_CODES[item["kind"]], vocab.code(vocab.needs, item["need"].lower()),
+                Kind.of(item["kind"]), vocab.code(vocab.needs, item["need"].lower()),
                 vocab.code(vocab.units, item["unit"].lower()), item["urgency"],
                 ben["vulnerability"], GROUP_CODES.get(ben["group"], 0), masks[languages],
                 ws, st, gr), strict=True):
@@ -246,7 +245,7 @@ def build_demand(items: Sequence[Mapping[str, Any]], served: Mapping[tuple[str, 
     return Demand(**columns, preferred=preferred)
 
 
-def _supply_units(offer: Mapping[str, Any]) -> list[dict[str, Any]]:
+def supply_units(offer: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Split an offer payload into supply units: one per offer, or one per service slot."""
     payload = offer["payload"]
     kind = payload["kind"]
@@ -329,7 +328,7 @@ def build_supply(offers: Sequence[Mapping[str, Any]],
                    if payload.get("expires_at") else NO_TIME)
         eligibility = sum(1 << GROUP_CODES[g] for g in payload.get("eligibility", [])
                           if g in GROUP_CODES)
-        for unit in _supply_units(offer):
+        for unit in supply_units(offer):
             slot_key = None if unit["slot"] < 0 else unit["slot"]
             remaining = unit["capacity"] - held.get((offer["offer_id"], slot_key), 0.0)
             if remaining <= 1e-9:
@@ -346,7 +345,7 @@ def build_supply(offers: Sequence[Mapping[str, Any]],
                 language_mask = masks[languages]
             values = (
                 ("offer_id", offer["offer_id"]), ("slot", unit["slot"]), ("partner", partner),
-                ("partner_id", payload["partner_id"]), ("kind", KIND_CODES[kind]),
+                ("partner_id", payload["partner_id"]), ("kind", Kind.of(kind)),
                 ("unit", unit_code), ("remaining", remaining), ("capacity", unit["capacity"]),
                 ("expires", expires), ("language_mask", language_mask),
                 ("eligibility", eligibility), ("lat", lat), ("lon", lon), ("radius_km", radius),

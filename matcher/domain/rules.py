@@ -14,9 +14,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from matcher.domain.frames import BoolArray
+from matcher.domain.kinds import Kind
 from matcher.domain.pairs import SECONDS_PER_HOUR, Pairs
 
-VOLUNTEER, GOODS, SERVICE = 0, 1, 2
+VOLUNTEER, GOODS, SERVICE = Kind.VOLUNTEER, Kind.GOODS, Kind.SERVICE
 MIN_SPLIT_HOURS = 1.0
 
 
@@ -28,7 +29,7 @@ class Rule:
     check: Callable[[Pairs], BoolArray]
     reason_code: str
     reason: str
-    applies_to: frozenset[int] = frozenset({VOLUNTEER, GOODS, SERVICE})
+    applies_to: frozenset[Kind] = frozenset(Kind)
 
 
 def unit_matches(p: Pairs) -> BoolArray:

@@ -10,10 +10,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from matcher.domain.frames import FloatArray
+from matcher.domain.kinds import Kind
 from matcher.domain.pairs import Pairs
 
 DAY = 86_400.0
-VOLUNTEER, GOODS = 0, 1
 
 
 @dataclass(frozen=True)
@@ -89,14 +89,14 @@ def skill_fit(p: Pairs, ctx: ScoringContext) -> FloatArray:
     at = np.maximum(np.searchsorted(sorted_key, pair_key, side="right") - 1, 0)
     rank = np.where(sorted_key[at] == pair_key, supply.key_rank[order[at]], 0)
     fit = 1.0 / (1.0 + rank.astype(np.float64))
-    return np.where(supply.kind[p.s] == VOLUNTEER, fit, 1.0)
+    return np.where(supply.kind[p.s] == Kind.VOLUNTEER, fit, 1.0)
 
 
 def expiry(p: Pairs, ctx: ScoringContext) -> FloatArray:
     """Goods that expire soonest go out first, so less is wasted."""
     left = (p.supply.expires[p.s] - p.now) / (ctx.expiry_horizon_days * DAY)
     soon = 1.0 - np.clip(left, 0.0, 1.0)
-    return np.where((p.supply.kind[p.s] == GOODS) & np.isfinite(left), soon, 0.0)
+    return np.where((p.supply.kind[p.s] == Kind.GOODS) & np.isfinite(left), soon, 0.0)
 
 
 def continuity(p: Pairs, ctx: ScoringContext) -> FloatArray:

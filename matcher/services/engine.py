@@ -1,7 +1,8 @@
-"""The engine's service layer: applying events and running batches, one writer at a time.
+"""The engine's service layer: applying events in batches and running matching batches.
 
 Infrastructure-free apart from the SQLAlchemy engine it is handed; the Kafka edge calls these
-methods from worker threads.
+methods from worker threads. Writers take turns on a short lock (one SQLite writer at a
+time anyway); a matching batch holds it only while recording, never while it solves.
 """
 
 from __future__ import annotations
@@ -9,16 +10,23 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine
 
+from matcher.domain.errors import DomainError
 from matcher.services.ingest import Applied, Context, IncomingEvent, apply_event
-from matcher.services.matching import BatchReport, MatchingConfig, run_batch
-from matcher.storage.store import OutboxRow, Store, unit_of_work
+from matcher.services.matching import (
+    BatchReport,
+    MatchingConfig,
+    plan_batch,
+    read_live_inputs,
+    record_batch,
+)
+from matcher.storage.store import OutboxRow, Store, snapshot, unit_of_work
 from schemas.common import Level
 from schemas.internal import ShardChange, ShardChanged
 from schemas.topics import Topics
@@ -31,9 +39,29 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+@dataclass(frozen=True)
+class Incoming:
+    """One validated event with where it came from."""
+
+    event: IncomingEvent
+    topic: str
+    partition: int | None = None
+    offset: int | None = None
+
+
+@dataclass(frozen=True)
+class Refused:
+    """An event the rules turned away; nothing of it was written."""
+
+    error: DomainError
+
+
+Outcome = Applied | Refused
+
+
 @dataclass
 class MatchingEngine:
-    """Durable state plus the rules of changing it; thread-safe (one writer at a time)."""
+    """Durable state plus the rules of changing it; thread-safe."""
 
     db: Engine
     topics: Topics
@@ -50,32 +78,60 @@ class MatchingEngine:
 
     @contextmanager
     def writing(self) -> Iterator[Store]:
-        """A write transaction, serialised with every other writer of this engine."""
+        """A write transaction, taking turns with this engine's other writers (keep it short)."""
         with self._write_lock, unit_of_work(self.db) as store:
             yield store
 
     def ingest(self, event: IncomingEvent, *, topic: str, partition: int | None = None,
                offset: int | None = None) -> Applied:
-        """Apply one event in its own transaction; DomainError leaves state unchanged."""
+        """Apply one event in its own transaction; raises the DomainError that refused it."""
+        outcome = self.ingest_batch([Incoming(event, topic, partition, offset)])[0]
+        if isinstance(outcome, Refused):
+            raise outcome.error
+        return outcome
+
+    def ingest_batch(self, batch: Sequence[Incoming]) -> list[Outcome]:
+        """Apply a poll's events in one transaction, each in its own savepoint.
+
+        An event the rules refuse is rolled back alone and reported as Refused; the others
+        commit together. Each stays idempotent by its event id. Any other error rolls the
+        whole batch back and propagates (the caller retries it).
+        """
         ctx = Context(topics=self.topics, shard_level=self.shard_level)
+        outcomes: list[Outcome] = []
         with self.writing() as store:
-            applied = apply_event(event, store, ctx, topic=topic, partition=partition,
-                                  offset=offset)
+            for incoming in batch:
+                savepoint = store.conn.begin_nested()
+                try:
+                    applied = apply_event(incoming.event, store, ctx, topic=incoming.topic,
+                                          partition=incoming.partition, offset=incoming.offset)
+                except DomainError as error:
+                    savepoint.rollback()
+                    outcomes.append(Refused(error))
+                    continue
+                except BaseException:
+                    savepoint.rollback()
+                    raise
+                savepoint.commit()
+                outcomes.append(applied)
             self.announce(store, ctx.changed_shards)
         self.mark_dirty(ctx.changed_shards)
-        return applied
+        return outcomes
 
     def announce(self, store: Store, shards: Iterable[str]) -> None:
-        """Tell the shards' owners (maybe other instances) that they changed, via the outbox."""
+        """Tell the shards' owners (maybe other instances) that they changed, via the outbox;
+        once per shard and batch."""
         now = utc_now()
+        rows = []
         for shard in sorted(shards):
             event = ShardChanged(event_id=uuid.uuid4(), occurred_at=now,
                                  producer="charity-matcher", payload=ShardChange(shard=shard))
-            store.add_outbox(topic=self.topics.shard_changes, key=shard,
-                             value=event.model_dump_json(), event_id=str(event.event_id),
-                             event_type=event.event_type, at=now)
+            rows.append({"topic": self.topics.shard_changes, "key": shard,
+                         "value": event.model_dump_json(), "event_id": str(event.event_id),
+                         "event_type": event.event_type, "at": now})
+        store.add_outbox_many(rows)
 
-    def mark_dirty(self, shards: set[str]) -> None:
+    def mark_dirty(self, shards: Iterable[str]) -> None:
         """Remember that these shards changed, from when (a batch waits for the window)."""
         now = time.monotonic()
         with self._dirty_lock:
@@ -97,11 +153,22 @@ class MatchingEngine:
             return len(self._dirty)
 
     def match_shard(self, shard: str) -> BatchReport:
-        """Run one matching batch for a shard, atomically."""
+        """Run one matching batch: read a snapshot, solve outside any lock, record briefly.
+
+        Allocations whose offer or item changed while solving are dropped at recording; the
+        shard is then matched again, so what they would have served is not forgotten.
+        """
         assert self.matching is not None
+        now = self.clock()
+        with snapshot(self.db) as store:
+            inputs = read_live_inputs(store, shard, now)
+        plan = plan_batch(inputs, self.matching)
         with self.writing() as store:
-            store.lock_shard(shard)
-            return run_batch(store, shard, self.matching, self.clock())
+            store.lock_shard(shard)  # another instance finishing a batch of it records first
+            report = record_batch(store, plan)
+        if report.conflicts:
+            self.mark_dirty({shard})
+        return report
 
     def all_shards(self) -> set[str]:
         """Every shard that has open demand (used at start-up to catch up)."""

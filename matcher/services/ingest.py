@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
-from matcher.domain.capacity import item_unit, offer_capacity
+from matcher.domain.capacity import item_unit, offer_capacity, offer_live_until
 from matcher.domain.errors import (
     InvalidCommand,
     InvalidHierarchy,
@@ -126,7 +126,7 @@ def _save_offer(event: OfferPublished | OfferUpdated, store: Store, ctx: Context
         offer_id=offer.offer_id, partner_id=offer.partner_id, kind=offer.kind,
         version=offer.version, status="active", node_id=offer.node_id, shard=shard,
         capacity=capacity, unit=unit,
-        expires_at=getattr(offer, "expires_at", None),
+        expires_at=getattr(offer, "expires_at", None), live_until=offer_live_until(offer),
         payload=offer.model_dump(mode="json"), at=event.occurred_at,
     )
     ctx.changed_shards.add(shard)

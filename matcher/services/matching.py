@@ -1,52 +1,46 @@
-"""A matching batch: open demand of a shard against its remaining capacity, solved and recorded.
+"""A matching batch: a shard's live demand against its remaining capacity, solved and recorded.
 
-Flow: state -> frames -> candidates (rules, scores) -> solver problem -> solution -> volunteer
-visits placed in time -> proposals with explanations, and reasons for what stays unmatched.
-Everything is written in the caller's transaction, outgoing events through the outbox.
+One pipeline, used by continuous matching, the nightly rebalance, the benchmarks and the
+baselines:
+
+    inputs = read_live_inputs(store, shard, now)   # only what can still be matched
+    plan = plan_batch(inputs, config)              # pure: frames -> candidates -> solve -> place
+    report = record_batch(store, plan)             # short write: proposals, reasons, outbox
+
+`plan_batch` touches no database, so a batch solves outside any write transaction; the
+recording checks that nothing the plan used has changed meanwhile and keeps only the
+allocations that still hold.
 """
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
-from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
+from matcher.domain.allocation import (
+    Allocation,
+    build_problem,
+    coverage,
+    place_volunteer_visits,
+)
 from matcher.domain.candidates import Candidates, generate
-from matcher.domain.frames import (
-    SOLVER_SCALE,
-    Demand,
-    Supply,
-    Vocabulary,
-    build_demand,
-    build_supply,
-)
-from matcher.domain.rules import RULES, rules_for
-from matcher.domain.schedule import earliest_free_start
-from matcher.domain.scoring import TERMS, ScoringContext, Weights, weight_vector
-from matcher.solver import Problem, Solution, Status, solve
-from matcher.storage.store import Store
-from schemas.common import TimeWindow
-from schemas.matches import (
-    Explanation,
-    MatchProposed,
-    NeedUnmatched,
-    Proposal,
-    ProposalStatus,
-    RunnerUp,
-    ScoreTerm,
-    Unmatched,
-)
-from schemas.offers import OfferKind
+from matcher.domain.explain import explanations, unmatched_reason
+from matcher.domain.frames import Demand, Supply, Vocabulary, build_demand, build_supply
+from matcher.domain.kinds import Kind
+from matcher.domain.scoring import ScoringContext, Weights, weight_vector
+from matcher.solver import Problem, Solution, solve
+from matcher.storage.store import NodeRow, OfferRow, Store
+from schemas.matches import ProposalStatus
 from schemas.topics import Topics
 
-KIND_NAMES = ("volunteer", "goods", "service")
-RUNNER_UPS = 3
+CAPACITY_SLACK = 1e-6
 
 
 @dataclass(frozen=True)
@@ -77,322 +71,231 @@ class BatchReport:
     build_s: float
     solve_s: float
     total_s: float
+    conflicts: int = 0  # allocations dropped because their offer or item changed meanwhile
 
 
-@dataclass
-class Chosen:
-    """One arc the solver used, after placing it in time."""
-
-    arc: int
-    amount: float
-    start: float | None
-    end: float | None
+# --- step 1: live inputs -------------------------------------------------------------------
 
 
-def _coverage(items: list[dict[str, Any]], served: Mapping[tuple[str, str], float]
-              ) -> dict[str, float]:
-    """Share of each grid's requested quantity served so far (unit-free: share per item)."""
-    totals: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
-    for item in items:
-        share = min(1.0, served.get((item["case_id"], item["item_id"]), 0.0) / item["quantity"])
-        totals[item["grid_id"]][0] += share
-        totals[item["grid_id"]][1] += 1.0
-    return {grid: done / count for grid, (done, count) in totals.items()}
+@dataclass(frozen=True)
+class LiveInputs:
+    """What a shard's batch is computed from, read in one consistent snapshot."""
+
+    shard: str
+    now: datetime
+    nodes: dict[str, NodeRow]
+    items: list[dict[str, Any]]
+    offers: list[OfferRow]
+    served: dict[tuple[str, str], float]
+    held: dict[tuple[str, int | None], float]
+    busy: dict[str, list[tuple[float, float]]]  # promised visits per volunteer id
+    history: set[tuple[str, str]]  # (beneficiary, volunteer) pairs that met before
+    excluded: set[tuple[str, str, str]]  # (case, item, offer) turned down
 
 
-def build_problem(demand: Demand, supply: Supply, cands: Candidates, config: MatchingConfig
-                  ) -> Problem:
-    """The solver's view: integer units per kind, utility per unit = score / whole item."""
-    p = cands.pairs
-    scale = SOLVER_SCALE[demand.kind]
-    demand_units = np.maximum(np.rint(demand.open_qty * scale), 1).astype(np.int64)
-    supply_scale = SOLVER_SCALE[supply.kind]
-    capacity = np.floor(supply.remaining * supply_scale + 1e-6).astype(np.int64)
-    arc_scale = scale[p.d]
-    utility = cands.score / (demand.total_qty[p.d] * arc_scale)
-    arc_cap = np.floor(p.amount_cap * arc_scale + 1e-6).astype(np.int64)
-    # An item of one unit is served whole or not at all anyway: keep it a flow.
-    splittable = demand.splittable | (demand_units == 1)
-    return Problem(
-        need_ids=[f"{c}/{i}" for c, i in zip(demand.case_id, demand.item_id, strict=True)],
-        demand=demand_units,
-        splittable=splittable,
-        required=np.zeros(len(demand), dtype=np.bool_),
-        offer_ids=[f"{o}#{s}" for o, s in zip(supply.offer_id, supply.slot.tolist(), strict=True)],
-        capacity=capacity,
-        arc_need=p.d.astype(np.int32),
-        arc_offer=p.s.astype(np.int32),
-        arc_utility=utility,
-        arc_use=np.ones(len(p), dtype=np.int64),
-        arc_capacity=arc_cap,
-        time_limit_s=config.time_limit_s,
-        workers=config.workers,
+def read_live_inputs(store: Store, shard: str, now: datetime) -> LiveInputs:
+    """Only what can still be matched: items before their deadline, offers still live, and
+    visits that still occupy a volunteer's future; nothing that grows with history."""
+    return LiveInputs(
+        shard=shard, now=now, nodes={node.node_id: node for node in store.all_nodes()},
+        items=store.open_items(shard, now=now), offers=store.active_offers(shard, now=now),
+        served=store.served_by_item(shard, now=now), held=store.held_by_offer(shard, now=now),
+        busy=store.promised_visits(now=now), history=store.volunteer_history(shard),
+        excluded=store.excluded_pairs(shard, now=now),
     )
 
 
-def _place_volunteer_visits(cands: Candidates, solution: Solution, demand: Demand,
-                            supply: Supply, busy: Mapping[int, list[tuple[float, float]]]
-                            ) -> list[Chosen]:
-    """Turn solver amounts into concrete visits, earliest deadline first.
-
-    The solver sees a volunteer's hours, not their diary: a visit that no longer fits the
-    volunteer's day goes to the item's next-best volunteer who still has the time and the
-    hours (beyond the plan and the visits already promised); only when none has is it dropped.
-    """
-    p = cands.pairs
-    used = np.flatnonzero(solution.amount > 0)
-    units = (solution.amount[used] / SOLVER_SCALE[demand.kind[p.d[used]]]).tolist()
-    _, w_start, w_end = p.best_window
-    planned = np.bincount(p.s[used], weights=units, minlength=len(supply))
-    in_plan = np.zeros(len(p), dtype=np.bool_)
-    in_plan[used] = True
-    # Earliest deadline first, so tight windows get their place before loose ones.
-    order = np.argsort(w_end[used], kind="stable").tolist()
-    arcs = used.tolist()
-    kinds = supply.kind[p.s[used]].tolist()
-    chosen: list[Chosen] = []
-    schedule: dict[int, list[tuple[float, float]]] = {k: list(v) for k, v in busy.items()}
-    spare: dict[int, float] = {}
-    by_item: tuple[np.ndarray, np.ndarray] | None = None  # arcs sorted by item, their items
-
-    def visit(arc: int, hours: float) -> Chosen | None:
-        """The visit on this arc at the earliest free moment of its volunteer, if any."""
-        visits = schedule.setdefault(int(supply.volunteer[p.s[arc]]), [])
-        start = earliest_free_start(visits, float(w_start[arc]), float(w_end[arc]),
-                                    hours * 3600.0)
-        if start is None:
-            return None
-        visits.append((start, start + hours * 3600.0))
-        return Chosen(arc, hours, start, start + hours * 3600.0)
-
-    def hours_left(s: int) -> float:
-        """Hours of volunteer row s beyond the plan, the visits promised and any moved in."""
-        if s not in spare:
-            ptr = supply.window_ptr
-            windows = zip(supply.window_start[ptr[s]:ptr[s + 1]].tolist(),
-                          supply.window_end[ptr[s]:ptr[s + 1]].tolist(), strict=True)
-            promised = sum(max(0.0, min(visit_end, window_end) - max(visit_start, window_start))
-                           for window_start, window_end in windows
-                           for visit_start, visit_end in busy.get(int(supply.volunteer[s]), [])
-                           ) / 3600.0
-            spare[s] = (min(float(supply.remaining[s]), float(supply.capacity[s]) - promised)
-                        - float(planned[s]))
-        return spare[s]
-
-    def next_best(arc: int) -> list[int]:
-        """The other arcs of the arc's item outside the plan, best score first."""
-        nonlocal by_item
-        if by_item is None:
-            by_row = np.argsort(p.d, kind="stable")
-            by_item = by_row, p.d[by_row]
-        row = p.d[arc]
-        first, last = np.searchsorted(by_item[1], [row, row + 1])
-        others = by_item[0][first:last]
-        others = others[~in_plan[others]]
-        return others[np.argsort(-cands.score[others], kind="stable")].tolist()
-
-    for i in order:
-        arc, amount, kind = arcs[i], units[i], kinds[i]
-        if kind == 0:
-            placed = visit(arc, amount)
-            for other in [] if placed else next_best(arc):
-                s = int(p.s[other])
-                if amount <= min(hours_left(s), float(p.amount_cap[other])) + 1e-9:
-                    placed = visit(other, amount)
-                    if placed:
-                        spare[s] -= amount
-                        break
-            if placed:
-                chosen.append(placed)
-        elif kind == 2:
-            chosen.append(Chosen(arc, amount, float(w_start[arc]), float(w_end[arc])))
-        else:
-            chosen.append(Chosen(arc, amount, None, None))
-    return chosen
+# --- steps 2-6: frames, candidates, problem, solution, placement (pure) ----------------------
 
 
-def _explain(arc: int, cands: Candidates, weights: np.ndarray, status: str,
-             alternatives: list[int], supply: Supply,
-             unplaced: frozenset[int] = frozenset()) -> Explanation:
-    """Rules passed, score term by term, and the best runner-ups with why they lost.
+@dataclass(frozen=True)
+class Frames:
+    """Demand and supply rows of a batch, with the codes both sides share."""
 
-    `unplaced`: arcs the solver chose whose visit found no free time in the volunteer's day.
-    """
-    p = cands.pairs
-    names = list(TERMS)
-    values = cands.terms[arc]
-    contributions = values * weights
-    terms = [ScoreTerm(name=name, weight=w, value=round(v, 4), contribution=round(c, 3))
-             for name, w, v, c in zip(names, weights.tolist(), values.tolist(),
-                                      contributions.tolist(), strict=True)]
-    score = float(cands.score[arc])
-    runner_ups = []
-    for other in alternatives[:RUNNER_UPS]:
-        other_score = float(cands.score[other])
-        if other in unplaced:
-            why = (f"higher score ({other_score:.1f}) but the volunteer has no free time left "
-                   "in the item's window")
-        elif other_score < score:
-            other_contrib = cands.terms[other] * weights
-            deficit = int(np.argmax(contributions - other_contrib))
-            why = (f"lower score ({other_score:.1f} vs {score:.1f}), mostly on {names[deficit]} "
-                   f"({other_contrib[deficit]:.1f} vs {contributions[deficit]:.1f})")
-        else:
-            why = (f"higher score ({other_score:.1f}) but its capacity serves other "
-                   "needs in the best overall plan")
-        runner_ups.append(RunnerUp(offer_id=supply.offer_id[int(p.s[other])],
-                                   score=round(other_score, 3), why_lost=why))
-    return Explanation(rules_passed=rules_for(int(p.demand.kind[p.d[arc]])), score_terms=terms,
-                       runner_ups=runner_ups, solver_status=status)
+    vocab: Vocabulary
+    demand: Demand
+    supply: Supply
+    context: ScoringContext
+    busy: dict[int, list[tuple[float, float]]]  # promised visits per volunteer code
 
 
-def _unmatched_reason(row: int, demand: Demand, cands: Candidates, had_arcs: bool,
-                      served: float, need_name: str) -> tuple[str, str]:
-    """Why an item is still (partly) open after the batch."""
-    kind = KIND_NAMES[int(demand.kind[row])]
-    if cands.joined[row] == 0:
-        return "no_offer", f"no active {kind} offer gives '{need_name}'"
-    if not had_arcs:
-        rule = int(np.argmax(cands.failed[row]))
-        return RULES[rule].reason_code, f"{RULES[rule].reason} ('{need_name}')"
-    if served > 0:
-        return "partly_served", (f"partly served ({served:g} of {demand.open_qty[row]:g}); "
-                                 "eligible capacity is used up")
-    return "capacity_taken", ("eligible offers' capacity went to more urgent or better-placed "
-                              "cases")
-
-
-def promised_visits(store: Store, offers: list[Any]) -> dict[str, list[tuple[float, float]]]:
-    """Visits already promised per volunteer id (epoch seconds), to plan new ones around."""
-    volunteer_of = {o.offer_id: o.payload.get("volunteer_id") for o in offers
-                    if o.kind == "volunteer"}
-    busy: dict[str, list[tuple[float, float]]] = defaultdict(list)
-    for proposal in store.holding_volunteer_visits():
-        volunteer = volunteer_of.get(proposal.offer_id)
-        if volunteer is None or proposal.window_start is None or proposal.window_end is None:
-            continue
-        busy[volunteer].append((proposal.window_start.timestamp(),
-                                proposal.window_end.timestamp()))
-    return busy
-
-
-def run_batch(store: Store, shard: str, config: MatchingConfig, now: datetime) -> BatchReport:
-    """Match a shard's open demand against its remaining capacity and record the outcome."""
-    started = time.perf_counter()
-    nodes = {node.node_id: node for node in store.all_nodes()}
-    items = store.open_items(shard)
-    offers = store.active_offers(shard)
-    served = store.served_by_item(shard)
+def build_frames(inputs: LiveInputs) -> Frames:
+    """Column-wise demand and supply; promised visits leave the volunteers' windows first,
+    so the solver only plans time the volunteer still has."""
     vocab = Vocabulary()
-    demand = build_demand(items, served, nodes, vocab)
-    # Promised visits leave the volunteers' windows before matching, so the solver only
-    # plans time the volunteer still has (and placement seldom has to move a visit).
-    busy = promised_visits(store, offers)
-    supply = build_supply([{"offer_id": o.offer_id, "payload": o.payload} for o in offers],
-                          store.held_by_offer(shard), nodes, vocab, busy=busy)
-    history = frozenset((ben, vocab.code(vocab.volunteers, vol))
-                        for ben, vol in store.volunteer_history())
-    context = ScoringContext(history=history, grid_coverage=_coverage(items, served))
-    cands = generate(demand, supply, now=now.timestamp(), weights=config.weights,
-                     context=context, excluded=store.excluded_pairs(shard),
-                     k=config.candidates_per_item)
-    problem = build_problem(demand, supply, cands, config)
-    solution = solve(problem)
-    if solution.status in (Status.INFEASIBLE, Status.UNKNOWN):
-        chosen: list[Chosen] = []
-    else:
-        busy_by_code = {vocab.code(vocab.volunteers, volunteer): visits
-                        for volunteer, visits in busy.items()}
-        chosen = _place_volunteer_visits(cands, solution, demand, supply, busy_by_code)
-    proposals = _record_proposals(store, shard, chosen, cands, demand, supply, vocab,
-                                  solution, config, now)
-    unmatched = _record_unmatched(store, items, chosen, cands, demand, vocab, config, now)
-    return BatchReport(
-        shard=shard, items=len(demand), supply_units=len(supply), arcs=len(cands),
-        proposals=proposals, unmatched=unmatched, status=solution.status.value,
-        objective=solution.objective, bound=solution.bound, build_s=solution.build_s,
-        solve_s=solution.solve_s, total_s=time.perf_counter() - started,
-    )
+    demand = build_demand(inputs.items, inputs.served, inputs.nodes, vocab)
+    supply = build_supply([{"offer_id": o.offer_id, "payload": o.payload} for o in inputs.offers],
+                          inputs.held, inputs.nodes, vocab, busy=inputs.busy)
+    history = frozenset((ben, vocab.code(vocab.volunteers, vol)) for ben, vol in inputs.history)
+    context = ScoringContext(history=history,
+                             grid_coverage=coverage(inputs.items, inputs.served))
+    busy = {vocab.code(vocab.volunteers, volunteer): visits
+            for volunteer, visits in inputs.busy.items()}
+    return Frames(vocab=vocab, demand=demand, supply=supply, context=context, busy=busy)
 
 
-def _record_proposals(store: Store, shard: str, chosen: list[Chosen], cands: Candidates,
-                      demand: Demand, supply: Supply, vocab: Vocabulary, solution: Solution,
-                      config: MatchingConfig, now: datetime) -> int:
-    """Store each chosen arc as a proposal and queue its event (one executemany each)."""
-    if not chosen:
-        return 0
+def find_candidates(frames: Frames, inputs: LiveInputs, config: MatchingConfig) -> Candidates:
+    """Eligible, scored pairs, the best K per item."""
+    return generate(frames.demand, frames.supply, now=inputs.now.timestamp(),
+                    weights=config.weights, context=frames.context, excluded=inputs.excluded,
+                    k=config.candidates_per_item)
+
+
+def problem_of(frames: Frames, cands: Candidates, config: MatchingConfig) -> Problem:
+    """The solver problem over the candidates."""
+    return build_problem(frames.demand, frames.supply, cands, time_limit_s=config.time_limit_s,
+                         workers=config.workers)
+
+
+def place(frames: Frames, cands: Candidates, solution: Solution) -> list[Allocation]:
+    """The solution's amounts as allocations, visits placed in the volunteers' days."""
+    if not solution.has_solution:
+        return []
+    return place_volunteer_visits(cands, solution, frames.demand, frames.supply, frames.busy)
+
+
+def unplaced_arcs(cands: Candidates, solution: Solution, chosen: Sequence[Allocation]
+                  ) -> frozenset[int]:
+    """Arcs the solver planned that lost their visit to another volunteer at placement."""
+    if len(solution.amount) != len(cands) or not chosen:
+        return frozenset()
     p = cands.pairs
-    weights = weight_vector(config.weights)
-    # Runner-ups: per item with a chosen arc, its first RUNNER_UPS unused arcs, best first.
     used = np.zeros(len(p), dtype=np.bool_)
     used[[c.arc for c in chosen]] = True
-    served_rows = np.unique(p.d[used])
-    free = np.flatnonzero(~used & np.isin(p.d, served_rows))
-    free = free[np.lexsort((-cands.score[free], p.d[free]))]  # item, score down, arc
-    first = np.searchsorted(p.d[free], served_rows, side="left")
-    last = np.minimum(np.searchsorted(p.d[free], served_rows, side="right"), first + RUNNER_UPS)
-    free_arcs = free.tolist()
-    alternatives = {row: free_arcs[a:b] for row, a, b in zip(
-        served_rows.tolist(), first.tolist(), last.tolist(), strict=True)}
-    # A chosen arc outside the solver's plan was moved there at placement: the plan's arcs
-    # of its item found no free time in their volunteer's day. (Only when the plan is one
-    # amount per candidate arc, as run_batch's is.)
-    unplaced: frozenset[int] = frozenset()
-    if len(solution.amount) == len(p):
-        moved_rows = np.unique(p.d[[c.arc for c in chosen if solution.amount[c.arc] == 0]])
-        unplaced = frozenset(np.flatnonzero((solution.amount > 0) & ~used
-                                            & np.isin(p.d, moved_rows)).tolist())
+    moved_rows = np.unique(p.d[[c.arc for c in chosen if solution.amount[c.arc] == 0]])
+    return frozenset(np.flatnonzero((solution.amount > 0) & ~used
+                                    & np.isin(p.d, moved_rows)).tolist())
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """A solved batch, ready to record: allocations with explanations, and the reasons of
+    every item left open."""
+
+    inputs: LiveInputs
+    frames: Frames
+    cands: Candidates
+    solution: Solution
+    allocations: list[Allocation]
+    explanations: list[dict[str, Any]]
+    config: MatchingConfig
+    started: float
+
+
+def plan_batch(inputs: LiveInputs, config: MatchingConfig,
+               solver: Any = solve) -> BatchPlan:
+    """Frames -> candidates -> problem -> solution -> placement -> explanations; no I/O."""
+    started = time.perf_counter()
+    frames = build_frames(inputs)
+    cands = find_candidates(frames, inputs, config)
+    solution = solver(problem_of(frames, cands, config))
+    allocations = place(frames, cands, solution)
+    explained = explanations(cands, allocations, frames.supply, weight_vector(config.weights),
+                             solution.status.value, unplaced_arcs(cands, solution, allocations))
+    return BatchPlan(inputs=inputs, frames=frames, cands=cands, solution=solution,
+                     allocations=allocations, explanations=explained, config=config,
+                     started=started)
+
+
+# --- step 7: recording ------------------------------------------------------------------------
+
+
+def _iso(moment: datetime) -> str:
+    """A UTC moment as the wire writes it (pydantic's form: ...Z)."""
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def still_valid(store: Store, plan: BatchPlan) -> np.ndarray:
+    """Which allocations still hold now: their offer and case unchanged, and no one else
+    took the capacity or served the item since the snapshot."""
+    allocations = plan.allocations
+    p, demand, supply = plan.cands.pairs, plan.frames.demand, plan.frames.supply
+    ok = np.ones(len(allocations), dtype=np.bool_)
+    if not allocations:
+        return ok
+    offer_ids = sorted({supply.offer_id[int(p.s[a.arc])] for a in allocations})
+    case_ids = sorted({demand.case_id[int(p.d[a.arc])] for a in allocations})
+    seen_offers = {o.offer_id: o.version for o in plan.inputs.offers}
+    seen_cases = {i["case_id"]: i["case_version"] for i in plan.inputs.items}
+    offers_now = store.offer_versions(offer_ids)
+    cases_now = store.open_case_versions(case_ids)
+    held_now = store.held_for_offers(offer_ids)
+    served_now = store.served_for_cases(case_ids)
+    for index, a in enumerate(allocations):
+        d, s = int(p.d[a.arc]), int(p.s[a.arc])
+        offer_id, case_id = supply.offer_id[s], demand.case_id[d]
+        slot = int(supply.slot[s])
+        unit = (offer_id, slot if slot >= 0 else None)
+        item = (case_id, demand.item_id[d])
+        ok[index] = (
+            offers_now.get(offer_id) == seen_offers.get(offer_id)
+            and cases_now.get(case_id) == seen_cases.get(case_id)
+            and held_now.get(unit, 0.0) <= plan.inputs.held.get(unit, 0.0) + CAPACITY_SLACK
+            and served_now.get(item, 0.0) <= plan.inputs.served.get(item, 0.0) + CAPACITY_SLACK
+        )
+    return ok
+
+
+def record_proposals(store: Store, *, shard: str, allocations: Sequence[Allocation],
+                     explained: Sequence[dict[str, Any]], cands: Candidates, demand: Demand,
+                     supply: Supply, vocab: Vocabulary, config: MatchingConfig,
+                     now: datetime) -> int:
+    """Store each allocation as a proposal and queue its event (one executemany each)."""
+    if not allocations:
+        return 0
+    p = cands.pairs
     unit_names = {code: name for name, code in vocab.units.items()}
-    status = solution.status.value
+    volunteer_ids = {code: name for name, code in vocab.volunteers.items()}
+    occurred = _iso(now)
     rows: list[dict[str, Any]] = []
     events: list[dict[str, Any]] = []
-    for c in chosen:
-        d, s = int(p.d[c.arc]), int(p.s[c.arc])
-        explanation = _explain(c.arc, cands, weights, status, alternatives.get(d, []), supply,
-                               unplaced)
-        window = (TimeWindow(start=datetime.fromtimestamp(c.start, UTC),
-                             end=datetime.fromtimestamp(c.end, UTC))
-                  if c.start is not None and c.end is not None and c.end > c.start else None)
-        proposal = Proposal(
-            proposal_id=f"prop-{uuid.uuid4().hex[:16]}", case_id=demand.case_id[d],
-            item_id=demand.item_id[d], grid_id=demand.grid_id[d],
-            offer_id=supply.offer_id[s], partner_id=supply.partner_id[s],
-            kind=OfferKind(KIND_NAMES[int(supply.kind[s])]), amount=round(c.amount, 4),
-            unit=_unit_name(demand, d, unit_names), window=window,
-            score=round(float(cands.score[c.arc]), 3), explanation=explanation,
-        )
-        rows.append(dict(
-            proposal_id=proposal.proposal_id, case_id=proposal.case_id,
-            item_id=proposal.item_id, offer_id=proposal.offer_id,
-            slot=int(supply.slot[s]) if supply.slot[s] >= 0 else None,
-            partner_id=proposal.partner_id, kind=proposal.kind.value, amount=proposal.amount,
-            unit=proposal.unit, window_start=window.start if window else None,
-            window_end=window.end if window else None, status=ProposalStatus.PROPOSED.value,
-            score=proposal.score, explanation=explanation.model_dump(mode="json"), shard=shard,
-            grid_id=proposal.grid_id, created_at=now,
-        ))
-        event = MatchProposed(event_id=uuid.uuid4(), occurred_at=now, producer=config.producer,
-                              payload=proposal)
-        events.append(dict(topic=config.topics.proposals, key=proposal.case_id,
-                           value=event.model_dump_json(), event_id=str(event.event_id),
-                           event_type=event.event_type, at=now))
+    for a, explanation in zip(allocations, explained, strict=True):
+        d, s = int(p.d[a.arc]), int(p.s[a.arc])
+        kind = Kind(int(supply.kind[s]))
+        has_window = a.start is not None and a.end is not None and a.end > a.start
+        start = datetime.fromtimestamp(a.start, UTC) if has_window and a.start is not None \
+            else None
+        end = datetime.fromtimestamp(a.end, UTC) if has_window and a.end is not None else None
+        proposal = {
+            "proposal_id": f"prop-{uuid.uuid4().hex[:16]}", "case_id": demand.case_id[d],
+            "item_id": demand.item_id[d], "grid_id": demand.grid_id[d],
+            "offer_id": supply.offer_id[s], "partner_id": supply.partner_id[s],
+            "kind": kind.wire, "amount": round(a.amount, 4),
+            "unit": unit_names.get(int(demand.unit[d]), "") or "units",
+            "window": ({"start": _iso(start), "end": _iso(end)}
+                       if start is not None and end is not None else None),
+            "score": round(float(cands.score[a.arc]), 3), "explanation": explanation,
+        }
+        rows.append({
+            **{key: proposal[key] for key in ("proposal_id", "case_id", "item_id", "offer_id",
+                                              "partner_id", "kind", "amount", "unit", "score",
+                                              "explanation", "grid_id")},
+            "slot": int(supply.slot[s]) if supply.slot[s] >= 0 else None,
+            "window_start": start, "window_end": end, "status": ProposalStatus.PROPOSED.value,
+            "shard": shard, "created_at": now, "beneficiary": demand.beneficiary[d],
+            "volunteer_id": (volunteer_ids.get(int(supply.volunteer[s]))
+                             if kind is Kind.VOLUNTEER else None),
+        })
+        event_id = str(uuid.uuid4())
+        events.append({"topic": config.topics.proposals, "key": proposal["case_id"],
+                       "event_id": event_id, "event_type": "match.proposed", "at": now,
+                       "value": json.dumps({
+                           "event_id": event_id, "event_type": "match.proposed",
+                           "schema_version": 1, "occurred_at": occurred,
+                           "producer": config.producer, "correlation_id": None,
+                           "payload": proposal}, ensure_ascii=False, separators=(",", ":"))})
     store.add_proposals(rows)
     store.add_outbox_many(events)
-    return len(chosen)
+    return len(allocations)
 
 
-def _unit_name(demand: Demand, d: int, units: Mapping[int, str]) -> str:
-    """Unit of an allocation, as the item counts it."""
-    return units.get(int(demand.unit[d]), "") or "units"
-
-
-def _record_unmatched(store: Store, items: list[dict[str, Any]], chosen: list[Chosen],
-                      cands: Candidates, demand: Demand, vocab: Vocabulary,
-                      config: MatchingConfig, now: datetime) -> int:
+def record_unmatched(store: Store, items: Sequence[Mapping[str, Any]],
+                     allocations: Sequence[Allocation], cands: Candidates, demand: Demand,
+                     vocab: Vocabulary, config: MatchingConfig, now: datetime) -> int:
     """Give every item left open a reason; send an event only when the reason changed."""
     p = cands.pairs
-    arcs = np.asarray([c.arc for c in chosen], dtype=np.int64)
-    assigned = np.bincount(p.d[arcs], weights=[c.amount for c in chosen],
+    arcs = np.asarray([a.arc for a in allocations], dtype=np.int64)
+    assigned = np.bincount(p.d[arcs], weights=[a.amount for a in allocations],
                            minlength=len(demand))
     has_arcs = np.bincount(p.d, minlength=len(demand)) > 0
     open_after = demand.open_qty - assigned
@@ -401,6 +304,7 @@ def _record_unmatched(store: Store, items: list[dict[str, Any]], chosen: list[Ch
                 for i in items}
     changes: list[tuple[str, str, str | None, str | None]] = []
     events: list[dict[str, Any]] = []
+    occurred = _iso(now)
     left_open = 0
     for row, (still_open, case_id, item_id) in enumerate(zip(
             (open_after > 1e-6).tolist(), demand.case_id, demand.item_id, strict=True)):
@@ -410,21 +314,56 @@ def _record_unmatched(store: Store, items: list[dict[str, Any]], chosen: list[Ch
                 changes.append((case_id, item_id, None, None))
             continue
         left_open += 1
-        code, reason = _unmatched_reason(row, demand, cands, bool(has_arcs[row]),
-                                         float(assigned[row]),
-                                         need_names[int(demand.need[row])])
+        code, reason = unmatched_reason(row, demand, cands, bool(has_arcs[row]),
+                                        float(assigned[row]), need_names[int(demand.need[row])])
         if previous.get(key) == (code, reason):
             continue
         changes.append((case_id, item_id, code, reason))
-        event = NeedUnmatched(
-            event_id=uuid.uuid4(), occurred_at=now, producer=config.producer,
-            payload=Unmatched(case_id=case_id, item_id=item_id, grid_id=demand.grid_id[row],
-                              open_quantity=round(float(open_after[row]), 4), reason_code=code,
-                              reason=reason),
-        )
-        events.append(dict(topic=config.topics.unmatched, key=case_id,
-                           value=event.model_dump_json(), event_id=str(event.event_id),
-                           event_type=event.event_type, at=now))
+        event_id = str(uuid.uuid4())
+        events.append({"topic": config.topics.unmatched, "key": case_id, "event_id": event_id,
+                       "event_type": "need.unmatched", "at": now, "value": json.dumps({
+                           "event_id": event_id, "event_type": "need.unmatched",
+                           "schema_version": 1, "occurred_at": occurred,
+                           "producer": config.producer, "correlation_id": None,
+                           "payload": {"case_id": case_id, "item_id": item_id,
+                                       "grid_id": demand.grid_id[row],
+                                       "open_quantity": round(float(open_after[row]), 4),
+                                       "reason_code": code, "reason": reason}},
+                           ensure_ascii=False, separators=(",", ":"))})
     store.set_unmatched_many(changes)
     store.add_outbox_many(events)
     return left_open
+
+
+def record_batch(store: Store, plan: BatchPlan, *, check: bool = True) -> BatchReport:
+    """Record the plan in the caller's (short) write transaction.
+
+    With `check`, allocations whose offer or item changed since the snapshot are dropped
+    (reported as conflicts, so the caller matches the shard again); the rest still hold.
+    """
+    keep = still_valid(store, plan) if check else np.ones(len(plan.allocations), dtype=np.bool_)
+    allocations = [a for a, ok in zip(plan.allocations, keep.tolist(), strict=True) if ok]
+    explained = [e for e, ok in zip(plan.explanations, keep.tolist(), strict=True) if ok]
+    conflicts = len(plan.allocations) - len(allocations)
+    now = plan.inputs.now
+    proposals = record_proposals(store, shard=plan.inputs.shard, allocations=allocations,
+                                 explained=explained, cands=plan.cands,
+                                 demand=plan.frames.demand, supply=plan.frames.supply,
+                                 vocab=plan.frames.vocab, config=plan.config, now=now)
+    unmatched = record_unmatched(store, plan.inputs.items, allocations, plan.cands,
+                                 plan.frames.demand, plan.frames.vocab, plan.config, now)
+    solution = plan.solution
+    return BatchReport(
+        shard=plan.inputs.shard, items=len(plan.frames.demand),
+        supply_units=len(plan.frames.supply), arcs=len(plan.cands), proposals=proposals,
+        unmatched=unmatched, status=solution.status.value, objective=solution.objective,
+        bound=solution.bound, build_s=solution.build_s, solve_s=solution.solve_s,
+        total_s=time.perf_counter() - plan.started, conflicts=conflicts,
+    )
+
+
+def run_batch(store: Store, shard: str, config: MatchingConfig, now: datetime) -> BatchReport:
+    """The whole batch through one store (tests and tools; the engine splits read, plan and
+    record across transactions)."""
+    return record_batch(store, plan_batch(read_live_inputs(store, shard, now), config),
+                        check=False)

@@ -27,26 +27,26 @@ from typing import Any
 
 import numpy as np
 
+from matcher.domain.allocation import (
+    Allocation,
+    build_problem,
+    coverage,
+    place_volunteer_visits,
+)
 from matcher.domain.candidates import Candidates, generate
 from matcher.domain.frames import (
     SOLVER_SCALE,
     Demand,
     Supply,
     Vocabulary,
-    _supply_units,
     build_demand,
     build_supply,
+    supply_units,
 )
 from matcher.domain.pairs import Pairs
 from matcher.domain.rules import RULES
 from matcher.domain.scoring import ScoringContext, term_values, weight_vector
-from matcher.services.matching import (
-    Chosen,
-    MatchingConfig,
-    _coverage,
-    _place_volunteer_visits,
-    build_problem,
-)
+from matcher.services.matching import MatchingConfig
 from matcher.solver import Problem, Solution, Status, solve
 from matcher.storage.store import HOLDING, NodeRow, OfferRow, ProposalRow, Store
 from matcher.storage.tables import proposals
@@ -136,8 +136,8 @@ class ShardPlan:
     vocab: Vocabulary
     solution: Solution
     revocations: list[Revocation]
-    new: list[Chosen]  # arcs (pair indices) with amounts to propose
-    final: list[Chosen]  # every allocation of the shard after the plan (for unmatched reasons)
+    new: list[Allocation]  # arcs (pair indices) with amounts to propose
+    final: list[Allocation]  # every allocation of the shard after the plan (for unmatched reasons)
     changes: list[PlanChange]
     kept_pending: int
     moves: int
@@ -193,7 +193,7 @@ def _unit_capacities(offers: Iterable[OfferRow]) -> dict[tuple[str, int | None],
     """Capacity per (offer, slot), as the frames count it."""
     out: dict[tuple[str, int | None], float] = {}
     for offer in offers:
-        for unit in _supply_units({"offer_id": offer.offer_id, "payload": offer.payload}):
+        for unit in supply_units({"offer_id": offer.offer_id, "payload": offer.payload}):
             out[offer.offer_id, None if unit["slot"] < 0 else unit["slot"]] = unit["capacity"]
     return out
 
@@ -460,7 +460,7 @@ def plan_shard(snapshot: Snapshot, config: RebalanceConfig, now: datetime,
                            for o in snapshot.offers], _sum_by_offer(kept), snapshot.nodes, vocab)
     history = frozenset((ben, vocab.code(vocab.volunteers, vol)) for ben, vol in snapshot.history)
     # Coverage counts committed matches only, so it does not shift with the plan being made.
-    context = ScoringContext(history=history, grid_coverage=_coverage(snapshot.items, served))
+    context = ScoringContext(history=history, grid_coverage=coverage(snapshot.items, served))
     weights = config.matching.weights
     cands = generate(demand, supply, now=now.timestamp(), weights=weights, context=context,
                      excluded=snapshot.excluded, k=config.matching.candidates_per_item)
@@ -470,7 +470,8 @@ def plan_shard(snapshot: Snapshot, config: RebalanceConfig, now: datetime,
                         np.asarray([x[2] for x in possible], dtype=np.int64), context,
                         weight_vector(weights))
     index = _pair_index(cands)
-    base = build_problem(demand, supply, cands, config.matching)
+    base = build_problem(demand, supply, cands, time_limit_s=config.matching.time_limit_s,
+                         workers=config.matching.workers)
     stability = _stability(
         [x[0] for x in possible], [index[x[1], x[2]] for x in possible],
         [round(float(x[0].amount * SOLVER_SCALE[demand.kind[x[1]]])) for x in possible],
@@ -538,7 +539,7 @@ def _diff(snapshot: Snapshot, config: RebalanceConfig, now: datetime, kept: list
         held_back = 0
     revocations, changes = _lines(stability, changed, new_chosen, forced, cands, demand, supply,
                                   config.change_penalty)
-    final = [Chosen(int(a), float(u / scale_of_pair[a]), None, None)
+    final = [Allocation(int(a), float(u / scale_of_pair[a]), None, None)
              for a, u in zip(stability.pair[~changed].tolist(),
                              stability.units[~changed].tolist(), strict=True)] + new_chosen
     moves = int(np.count_nonzero(changed))
@@ -567,7 +568,7 @@ def _diff(snapshot: Snapshot, config: RebalanceConfig, now: datetime, kept: list
 
 def _place(cands: Candidates, solution: Solution, new_units: np.ndarray, demand: Demand,
            supply: Supply, vocab: Vocabulary, snapshot: Snapshot,
-           busy_rows: list[ProposalRow]) -> list[Chosen]:
+           busy_rows: list[ProposalRow]) -> list[Allocation]:
     """New allocations as concrete visits around the visits that stay promised."""
     if not np.any(new_units > 0):
         return []
@@ -581,10 +582,10 @@ def _place(cands: Candidates, solution: Solution, new_units: np.ndarray, demand:
         busy[vocab.code(vocab.volunteers, volunteer)].append(
             (visit.window_start.timestamp(), visit.window_end.timestamp()))
     placed = dataclasses.replace(solution, amount=new_units)
-    return _place_volunteer_visits(cands, placed, demand, supply, busy)
+    return place_volunteer_visits(cands, placed, demand, supply, busy)
 
 
-def _key(c: Chosen, cands: Candidates, supply: Supply) -> tuple[str, str, str, int | None]:
+def _key(c: Allocation, cands: Candidates, supply: Supply) -> tuple[str, str, str, int | None]:
     """(case, item, offer, slot) of a chosen arc: how its stored proposal is found again."""
     p = cands.pairs
     d, s = int(p.d[c.arc]), int(p.s[c.arc])
@@ -593,7 +594,7 @@ def _key(c: Chosen, cands: Candidates, supply: Supply) -> tuple[str, str, str, i
         (slot if slot >= 0 else None)
 
 
-def _chosen_by_item(chosen: list[Chosen], cands: Candidates, demand: Demand
+def _chosen_by_item(chosen: list[Allocation], cands: Candidates, demand: Demand
                     ) -> dict[tuple[str, str], float]:
     """Amount per (case, item) of chosen arcs."""
     out: dict[tuple[str, str], float] = defaultdict(float)
@@ -603,7 +604,7 @@ def _chosen_by_item(chosen: list[Chosen], cands: Candidates, demand: Demand
     return dict(out)
 
 
-def _chosen_by_offer(chosen: list[Chosen], cands: Candidates, supply: Supply
+def _chosen_by_offer(chosen: list[Allocation], cands: Candidates, supply: Supply
                      ) -> dict[tuple[str, int | None], float]:
     """Amount per (offer, slot) of chosen arcs."""
     out: dict[tuple[str, int | None], float] = defaultdict(float)
@@ -622,13 +623,13 @@ def _add(a: Mapping[Any, float], b: Mapping[Any, float]) -> dict[Any, float]:
     return out
 
 
-def _lines(stability: Stability, changed: np.ndarray, new_chosen: list[Chosen],
+def _lines(stability: Stability, changed: np.ndarray, new_chosen: list[Allocation],
            forced: list[Revocation], cands: Candidates, demand: Demand, supply: Supply,
            penalty: float) -> tuple[list[Revocation], list[PlanChange]]:
     """Revocations with reasons, and the diff: moved, revoked, released and new lines."""
     p = cands.pairs
-    new_by_item: dict[tuple[str, str], list[Chosen]] = defaultdict(list)
-    new_by_offer: dict[str, list[Chosen]] = defaultdict(list)
+    new_by_item: dict[tuple[str, str], list[Allocation]] = defaultdict(list)
+    new_by_offer: dict[str, list[Allocation]] = defaultdict(list)
     for c in new_chosen:
         d, s = int(p.d[c.arc]), int(p.s[c.arc])
         new_by_item[demand.case_id[d], demand.item_id[d]].append(c)

@@ -99,11 +99,11 @@ def _waiting(items: list[dict[str, Any]], served: tuple[dict[Any, float], dict[A
 
 def _unit_capacity(offers: Iterable[OfferRow]) -> dict[tuple[str, int | None], tuple[str, float]]:
     """(partner, capacity) per offer unit."""
-    from matcher.domain.frames import _supply_units
+    from matcher.domain.frames import supply_units
 
     out: dict[tuple[str, int | None], tuple[str, float]] = {}
     for offer in offers:
-        for unit in _supply_units({"offer_id": offer.offer_id, "payload": offer.payload}):
+        for unit in supply_units({"offer_id": offer.offer_id, "payload": offer.payload}):
             key = (offer.offer_id, None if unit["slot"] < 0 else unit["slot"])
             out[key] = (offer.partner_id, float(unit["capacity"]))
     return out

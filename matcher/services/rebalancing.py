@@ -24,8 +24,15 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import and_, func, select, update
 
+from matcher.domain.explain import explanations
+from matcher.domain.scoring import weight_vector
 from matcher.services.engine import MatchingEngine
-from matcher.services.matching import MatchingConfig, _record_proposals, _record_unmatched
+from matcher.services.matching import (
+    MatchingConfig,
+    record_proposals,
+    record_unmatched,
+    unplaced_arcs,
+)
 from matcher.services.rebalance_plan import (
     RebalanceConfig,
     Revocation,
@@ -245,13 +252,17 @@ def _apply_shard(store: Store, plan: ShardPlan, config: MatchingConfig, now: dat
     for revocation in plan.revocations:
         _revoke(store, revocation, config, now)
     before = _pending_ids(store, plan.shard)
-    _record_proposals(store, plan.shard, plan.new, plan.cands, plan.demand, plan.supply,
-                      plan.vocab, plan.solution, config, now)
+    explained = explanations(plan.cands, plan.new, plan.supply, weight_vector(config.weights),
+                             plan.solution.status.value,
+                             unplaced_arcs(plan.cands, plan.solution, plan.new))
+    record_proposals(store, shard=plan.shard, allocations=plan.new, explained=explained,
+                     cands=plan.cands, demand=plan.demand, supply=plan.supply, vocab=plan.vocab,
+                     config=config, now=now)
     created = [p for p in store.proposals_where(
         proposals.c.shard == plan.shard,
         proposals.c.status == ProposalStatus.PROPOSED.value) if p.proposal_id not in before]
-    _record_unmatched(store, plan.items, plan.final, plan.cands, plan.demand, plan.vocab,
-                      config, now)
+    record_unmatched(store, plan.items, plan.final, plan.cands, plan.demand, plan.vocab,
+                     config, now)
     ids: dict[tuple[str, str], list[str]] = defaultdict(list)
     for p in created:
         ids[p.case_id, p.item_id].append(p.proposal_id)

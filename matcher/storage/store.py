@@ -17,6 +17,7 @@ from sqlalchemy import (
     bindparam,
     func,
     insert,
+    or_,
     select,
     text,
     update,
@@ -202,12 +203,14 @@ class Store:
 
     def save_offer(self, *, offer_id: str, partner_id: str, kind: str, version: int,
                    status: str, node_id: str, shard: str, capacity: float, unit: str,
-                   expires_at: datetime | None, payload: dict[str, Any], at: datetime) -> None:
-        """Create or replace an offer."""
+                   expires_at: datetime | None, payload: dict[str, Any], at: datetime,
+                   live_until: datetime | None = None) -> None:
+        """Create or replace an offer (`live_until`: when it stops being matchable)."""
         self._upsert(offers, {"offer_id": offer_id},
                      dict(partner_id=partner_id, kind=kind, version=version, status=status,
                           node_id=node_id, shard=shard, capacity=capacity, unit=unit,
-                          expires_at=expires_at, payload=payload, updated_at=at))
+                          expires_at=expires_at, payload=payload, updated_at=at,
+                          live_until=live_until))
 
     def withdraw_offer(self, offer_id: str, *, version: int, at: datetime) -> None:
         """Mark an offer withdrawn."""
@@ -216,11 +219,14 @@ class Store:
             .values(status="withdrawn", version=version, updated_at=at)
         )
 
-    def active_offers(self, shard: str | None = None) -> list[OfferRow]:
-        """Active offers, of one shard or all."""
+    def active_offers(self, shard: str | None = None, *, now: datetime | None = None
+                      ) -> list[OfferRow]:
+        """Active offers, of one shard or all; with `now`, only those still matchable."""
         query = select(*_columns(offers, OfferRow)).where(offers.c.status == "active")
         if shard is not None:
             query = query.where(offers.c.shard == shard)
+        if now is not None:
+            query = query.where(_live_offer(now))
         rows = self.conn.execute(query.order_by(offers.c.offer_id))
         return [OfferRow(**r._mapping) for r in rows]
 
@@ -239,7 +245,8 @@ class Store:
         """Create or replace a case and its items (items not listed any more are closed)."""
         created = self._upsert(cases, {"case_id": case_id},
                                dict(grid_id=grid_id, shard=shard, version=version,
-                                    status="open", beneficiary=beneficiary, updated_at=at),
+                                    status="open", beneficiary=beneficiary,
+                                    pseudonym=beneficiary.get("pseudonym"), updated_at=at),
                                on_create={"opened_at": at})
         if not created:
             self.conn.execute(
@@ -257,16 +264,20 @@ class Store:
         self.conn.execute(update(need_items).where(need_items.c.case_id == case_id)
                           .values(status="closed"))
 
-    def open_items(self, shard: str | None = None) -> list[dict[str, Any]]:
-        """Open items of open cases with their case's grid, beneficiary and opening time."""
+    def open_items(self, shard: str | None = None, *, now: datetime | None = None
+                   ) -> list[dict[str, Any]]:
+        """Open items of open cases with their case's grid, beneficiary and opening time;
+        with `now`, only those whose deadline is still ahead (what can still be matched)."""
         query = (
             select(need_items, cases.c.grid_id, cases.c.shard, cases.c.beneficiary,
-                   cases.c.opened_at)
+                   cases.c.opened_at, cases.c.version.label("case_version"))
             .join(cases, cases.c.case_id == need_items.c.case_id)
             .where(and_(need_items.c.status == "open", cases.c.status == "open"))
         )
         if shard is not None:
             query = query.where(cases.c.shard == shard)
+        if now is not None:
+            query = query.where(need_items.c.deadline > now)
         query = query.order_by(need_items.c.case_id, need_items.c.item_id)
         return [dict(r._mapping) for r in self.conn.execute(query)]
 
@@ -334,36 +345,91 @@ class Store:
             update(proposals).where(proposals.c.proposal_id == proposal_id).values(**values)
         )
 
-    def held_by_offer(self, shard: str | None = None) -> dict[tuple[str, int | None], float]:
-        """Capacity held per (offer, slot) by holding proposals."""
+    def held_by_offer(self, shard: str | None = None, *, now: datetime | None = None
+                      ) -> dict[tuple[str, int | None], float]:
+        """Capacity held per (offer, slot) by holding proposals; with `now`, of the offers
+        still matchable only (found through the offers' live index, not all of history)."""
         query = (
             select(proposals.c.offer_id, proposals.c.slot, func.sum(proposals.c.amount))
             .where(proposals.c.status.in_([s.value for s in HOLDING]))
             .group_by(proposals.c.offer_id, proposals.c.slot)
         )
-        if shard is not None:
+        if now is not None:
+            live = select(offers.c.offer_id).where(offers.c.status == "active", _live_offer(now))
+            if shard is not None:
+                live = live.where(offers.c.shard == shard)
+            query = query.where(proposals.c.offer_id.in_(live))
+        elif shard is not None:
             query = query.where(proposals.c.shard == shard)
         return {(o, s): float(a) for o, s, a in self.conn.execute(query)}
 
-    def served_by_item(self, shard: str | None = None) -> dict[tuple[str, str], float]:
-        """Demand served per (case, item) by holding proposals."""
+    def served_by_item(self, shard: str | None = None, *, now: datetime | None = None
+                       ) -> dict[tuple[str, str], float]:
+        """Demand served per (case, item) by holding proposals; with `now`, of the items
+        still matchable only."""
         query = (
             select(proposals.c.case_id, proposals.c.item_id, func.sum(proposals.c.amount))
             .where(proposals.c.status.in_([s.value for s in HOLDING]))
             .group_by(proposals.c.case_id, proposals.c.item_id)
         )
-        if shard is not None:
+        if now is not None:
+            query = _of_live_items(query, shard, now)
+        elif shard is not None:
             query = query.where(proposals.c.shard == shard)
         return {(c, i): float(a) for c, i, a in self.conn.execute(query)}
 
-    def excluded_pairs(self, shard: str | None = None) -> set[tuple[str, str, str]]:
-        """(case, item, offer) triples a coordinator turned down: never proposed again."""
+    def excluded_pairs(self, shard: str | None = None, *, now: datetime | None = None
+                       ) -> set[tuple[str, str, str]]:
+        """(case, item, offer) triples a coordinator turned down: never proposed again; with
+        `now`, only for items still matchable."""
         query = select(proposals.c.case_id, proposals.c.item_id, proposals.c.offer_id).where(
             proposals.c.status == ProposalStatus.REJECTED.value
         )
-        if shard is not None:
+        if now is not None:
+            query = _of_live_items(query, shard, now)
+        elif shard is not None:
             query = query.where(proposals.c.shard == shard)
         return {(c, i, o) for c, i, o in self.conn.execute(query)}
+
+    # --- what a recorded batch checks has not moved under it ---------------------------------
+
+    def offer_versions(self, offer_ids: Sequence[str]) -> dict[str, int]:
+        """Version of each of these offers that is still active."""
+        return {offer_id: version for chunk in _chunks(offer_ids)
+                for offer_id, version in self.conn.execute(
+                    select(offers.c.offer_id, offers.c.version)
+                    .where(offers.c.offer_id.in_(chunk), offers.c.status == "active"))}
+
+    def open_case_versions(self, case_ids: Sequence[str]) -> dict[str, int]:
+        """Version of each of these cases that is still open."""
+        return {case_id: version for chunk in _chunks(case_ids)
+                for case_id, version in self.conn.execute(
+                    select(cases.c.case_id, cases.c.version)
+                    .where(cases.c.case_id.in_(chunk), cases.c.status == "open"))}
+
+    def held_for_offers(self, offer_ids: Sequence[str]) -> dict[tuple[str, int | None], float]:
+        """Capacity held per (offer, slot) of these offers by holding proposals."""
+        held: dict[tuple[str, int | None], float] = {}
+        for chunk in _chunks(offer_ids):
+            for offer_id, slot, amount in self.conn.execute(
+                    select(proposals.c.offer_id, proposals.c.slot, func.sum(proposals.c.amount))
+                    .where(proposals.c.offer_id.in_(chunk),
+                           proposals.c.status.in_([s.value for s in HOLDING]))
+                    .group_by(proposals.c.offer_id, proposals.c.slot)):
+                held[offer_id, slot] = float(amount)
+        return held
+
+    def served_for_cases(self, case_ids: Sequence[str]) -> dict[tuple[str, str], float]:
+        """Demand served per (case, item) of these cases by holding proposals."""
+        served: dict[tuple[str, str], float] = {}
+        for chunk in _chunks(case_ids):
+            for case_id, item_id, amount in self.conn.execute(
+                    select(proposals.c.case_id, proposals.c.item_id, func.sum(proposals.c.amount))
+                    .where(proposals.c.case_id.in_(chunk),
+                           proposals.c.status.in_([s.value for s in HOLDING]))
+                    .group_by(proposals.c.case_id, proposals.c.item_id)):
+                served[case_id, item_id] = float(amount)
+        return served
 
     def holding_volunteer_visits(self) -> list[ProposalRow]:
         """Volunteer visits promised (proposed or approved), with their time windows."""
@@ -372,17 +438,40 @@ class Store:
             proposals.c.status.in_([ProposalStatus.PROPOSED.value, ProposalStatus.APPROVED.value]),
         )
 
-    def volunteer_history(self) -> set[tuple[str, str]]:
-        """(beneficiary pseudonym, volunteer id) pairs that met in an approved or done visit."""
-        rows = self.conn.execute(
-            select(cases.c.beneficiary, offers.c.payload)
-            .select_from(proposals.join(cases, cases.c.case_id == proposals.c.case_id)
-                         .join(offers, offers.c.offer_id == proposals.c.offer_id))
-            .where(proposals.c.kind == "volunteer",
-                   proposals.c.status.in_([ProposalStatus.APPROVED.value,
-                                           ProposalStatus.FULFILLED.value]))
-        )
-        return {(ben["pseudonym"], payload["volunteer_id"]) for ben, payload in rows}
+    def promised_visits(self, *, now: datetime | None = None,
+                        excluding_shard: str | None = None
+                        ) -> dict[str, list[tuple[float, float]]]:
+        """Visits promised (proposed or approved) per volunteer id, as epoch seconds; with
+        `now`, only those that still occupy the volunteer's future."""
+        query = select(proposals.c.volunteer_id, proposals.c.window_start,
+                       proposals.c.window_end).where(
+            proposals.c.kind == "volunteer",
+            proposals.c.status.in_([ProposalStatus.PROPOSED.value, ProposalStatus.APPROVED.value]),
+            proposals.c.volunteer_id.is_not(None), proposals.c.window_start.is_not(None),
+            proposals.c.window_end.is_not(None))
+        if now is not None:
+            query = query.where(proposals.c.window_end > now)
+        if excluding_shard is not None:
+            query = query.where(proposals.c.shard != excluding_shard)
+        busy: dict[str, list[tuple[float, float]]] = {}
+        for volunteer, start, end in self.conn.execute(query):
+            busy.setdefault(volunteer, []).append((start.timestamp(), end.timestamp()))
+        return busy
+
+    def volunteer_history(self, shard: str | None = None) -> set[tuple[str, str]]:
+        """(beneficiary pseudonym, volunteer id) pairs that met in an approved or done visit;
+        with a shard, only for beneficiaries with an open case there."""
+        query = select(proposals.c.beneficiary, proposals.c.volunteer_id).where(
+            proposals.c.kind == "volunteer",
+            proposals.c.status.in_([ProposalStatus.APPROVED.value,
+                                    ProposalStatus.FULFILLED.value]),
+            proposals.c.beneficiary.is_not(None), proposals.c.volunteer_id.is_not(None),
+        ).distinct()
+        if shard is not None:
+            query = query.where(proposals.c.beneficiary.in_(
+                select(cases.c.pseudonym).where(cases.c.status == "open",
+                                                cases.c.shard == shard)))
+        return {(ben, vol) for ben, vol in self.conn.execute(query)}
 
     def set_unmatched(self, case_id: str, item_id: str, *, code: str | None,
                       reason: str | None) -> None:
@@ -469,8 +558,45 @@ class Store:
         return int(self.conn.execute(select(func.count()).select_from(table)).scalar_one())
 
 
+def _chunks(ids: Sequence[str], size: int = 5000) -> Iterator[Sequence[str]]:
+    """Ids in slices small enough for one IN list on every backend."""
+    for start in range(0, len(ids), size):
+        yield ids[start:start + size]
+
+
+def _of_live_items(query: Any, shard: str | None, now: datetime) -> Any:
+    """Restrict a proposals query to items of the shard still open before their deadline."""
+    query = query.join(need_items, and_(
+        need_items.c.case_id == proposals.c.case_id,
+        need_items.c.item_id == proposals.c.item_id)).where(
+        need_items.c.status == "open", need_items.c.deadline > now)
+    if shard is not None:
+        query = query.join(cases, cases.c.case_id == need_items.c.case_id).where(
+            cases.c.shard == shard)
+    return query
+
+
+def _live_offer(now: datetime) -> Any:
+    """The condition that an offer's windows, slots or shelf life are not over yet."""
+    return or_(offers.c.live_until.is_(None), offers.c.live_until > now)
+
+
 @contextmanager
 def unit_of_work(engine: Engine) -> Iterator[Store]:
     """A transaction: committed when the block ends normally, rolled back on error."""
     with engine.begin() as connection:
         yield Store(connection)
+
+
+@contextmanager
+def snapshot(engine: Engine) -> Iterator[Store]:
+    """A read-only transaction over one consistent state of the database.
+
+    SQLite's WAL gives every transaction its own snapshot; PostgreSQL needs REPEATABLE READ
+    for every statement of the transaction to see the same one.
+    """
+    with engine.connect() as connection:
+        if connection.dialect.name == "postgresql":
+            connection = connection.execution_options(isolation_level="REPEATABLE READ")
+        with connection.begin():
+            yield Store(connection)

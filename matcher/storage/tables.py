@@ -91,7 +91,10 @@ offers = Table(
     Column("expires_at", UtcDateTime, nullable=True),
     Column("payload", JSON, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
+    # When the offer stops being matchable (last window or slot over, or expired); NULL: never.
+    Column("live_until", UtcDateTime, nullable=True),
     Index("ix_offers_shard_status", "shard", "status"),
+    Index("ix_offers_shard_status_live", "shard", "status", "live_until"),
 )
 
 cases = Table(
@@ -103,9 +106,12 @@ cases = Table(
     Column("version", Integer, nullable=False),
     Column("status", String(16), nullable=False),  # open | closed
     Column("beneficiary", JSON, nullable=False),  # includes sensitive attributes: never log it
+    # The beneficiary's pseudonym as a column, so continuity is found by index, not by JSON.
+    Column("pseudonym", String(80), nullable=True),
     Column("opened_at", UtcDateTime, nullable=False),
     Column("updated_at", UtcDateTime, nullable=False),
     Index("ix_cases_shard_status", "shard", "status"),
+    Index("ix_cases_pseudonym", "pseudonym"),
 )
 
 need_items = Table(
@@ -127,6 +133,8 @@ need_items = Table(
     # Last reason the item was left (partly) unmatched; an event is sent only when it changes.
     Column("unmatched_code", String(40), nullable=True),
     Column("unmatched_reason", Text, nullable=True),
+    # Batches read only items whose deadline is still ahead.
+    Index("ix_need_items_status_deadline", "status", "deadline"),
 )
 
 proposals = Table(
@@ -153,7 +161,13 @@ proposals = Table(
     Column("decided_by", String(80), nullable=True),
     Column("decision_reason", Text, nullable=True),
     Column("delivered", Float, nullable=True),
+    # Who meets whom, kept on the row: a volunteer's diary and a beneficiary's continuity are
+    # read by index instead of decoding offers and cases.
+    Column("volunteer_id", String(80), nullable=True),
+    Column("beneficiary", String(80), nullable=True),
     Index("ix_proposals_item", "case_id", "item_id"),
+    Index("ix_proposals_visits", "kind", "status", "window_end"),
+    Index("ix_proposals_beneficiary", "beneficiary", "kind"),
     Index("ix_proposals_offer_status", "offer_id", "status"),
     Index("ix_proposals_shard_status", "shard", "status"),
 )
