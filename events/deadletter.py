@@ -75,7 +75,7 @@ class DeadLetters:
         })
 
 
-def _is_infrastructure(error: Exception) -> bool:
+def is_infrastructure(error: Exception) -> bool:
     """Database trouble is not the event's fault: retry until the database is back."""
     return isinstance(error, OperationalError) or (
         isinstance(error, DBAPIError) and error.connection_invalidated
@@ -90,6 +90,9 @@ def dead_letter_middleware(sink: DeadLetters) -> type[BaseMiddleware]:
         async def consume_scope(self, call_next: Callable[[Any], Awaitable[Any]],
                                 msg: Any) -> Any:
             message: KafkaMessage = msg
+            if isinstance(message.raw_message, tuple):
+                # Batch subscribers dead-letter their records one by one themselves.
+                return await call_next(msg)
             record: ConsumerRecord[Any, Any] = message.raw_message
             position = (record.topic, record.partition, record.offset)
             try:
@@ -102,7 +105,7 @@ def dead_letter_middleware(sink: DeadLetters) -> type[BaseMiddleware]:
                 await sink.send(record, error.code, error.reason)
                 return None
             except Exception as error:
-                if _is_infrastructure(error):
+                if is_infrastructure(error):
                     log.error("database unavailable; event will be retried",
                               extra={"error": type(error).__name__})
                     await asyncio.sleep(RETRY_PAUSE_S)

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from matcher.domain.candidates import Candidates, generate, top_k_per_row
+from matcher.domain.candidates import Candidates, generate, spread_ties, top_k_per_row
 from matcher.domain.frames import Demand, Supply, Vocabulary, build_demand, build_supply
 from matcher.domain.pairs import Pairs, join_by_need
 from matcher.domain.rules import RULES
@@ -52,7 +52,7 @@ def every_pair(demand: Demand, supply: Supply, now: float, context: ScoringConte
         pairs = pairs.subset(holds)
     terms = term_values(pairs, context)
     score = weighted_score(terms, weight_vector(Weights()))
-    keep = np.sort(top_k_per_row(pairs.d, score, k))
+    keep = np.sort(top_k_per_row(pairs.d, score, k, tie=spread_ties(pairs.d, pairs.s)))
     return Candidates(pairs=pairs.take(keep), terms=terms[keep], score=score[keep],
                       joined=np.bincount(d, minlength=len(demand)), failed=failed)
 

@@ -60,6 +60,14 @@ def top_k_per_row(rows: IntArray, score: FloatArray, k: int,
     return np.concatenate([np.flatnonzero(~crowded), order[rank < k]])
 
 
+def spread_ties(rows: IntArray, offers: IntArray) -> IntArray:
+    """A tie-break that differs per item: among equally good offers, items keep different
+    ones, so a district of identical lots does not send every item to the same K offers."""
+    mixed = (rows.astype(np.uint64) * np.uint64(0x9E3779B1)
+             + offers.astype(np.uint64) * np.uint64(0x85EBCA77))
+    return ((mixed ^ (mixed >> np.uint64(15))) & np.uint64(0x7FFFFFFF)).astype(np.int64)
+
+
 def _chunks(rows: IntArray, work: IntArray, limit: int) -> list[IntArray]:
     """Consecutive runs of rows whose work adds up to about `limit` each."""
     if len(rows) == 0:
@@ -107,7 +115,7 @@ def generate(demand: Demand, supply: Supply, *, now: float, weights: Weights,
             continue
         terms = term_values(pairs, context)
         score = weighted_score(terms, weight)
-        keep = top_k_per_row(pairs.d, score, k, tie=pairs.s)
+        keep = top_k_per_row(pairs.d, score, k, tie=spread_ties(pairs.d, pairs.s))
         # Back in (item, offer) order, as a join over every pair would give them.
         keep = keep[np.lexsort((pairs.s[keep], pairs.d[keep]))]
         parts.append((pairs.take(keep), terms[keep], score[keep]))

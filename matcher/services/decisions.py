@@ -19,6 +19,7 @@ from matcher.services.jurisdiction import (
     active_coordinator,
     require_case_in_jurisdiction,
 )
+from matcher.services.outbound import queue
 from matcher.settings import Settings
 from matcher.storage.coordination import CoordinationStore
 from matcher.storage.store import ProposalRow, Store
@@ -183,9 +184,7 @@ def _approve(store: Store, proposal: ProposalRow, *, by: str, reason: str, at: d
     _check_servable(store, proposal, at)
     _claim(store, proposal, ProposalStatus.APPROVED, at=at, by=by, reason=reason or None)
     event = _assignment_event(store, proposal, by=by, note=reason, at=at)
-    store.add_outbox(topic=topics.assignments, key=proposal.partner_id,
-                     value=event.model_dump_json(), event_id=str(event.event_id),
-                     event_type=event.event_type, at=at)
+    queue(store, topics, event)
     summary = _summary(proposal, "approved", by, at, reason)
     _audit(store, audit_event_id, by=by, at=at, summary=summary, topic=channel)
     return DecisionResult(proposal.proposal_id, ProposalStatus.APPROVED, summary)

@@ -26,6 +26,7 @@ from matcher.services.matching import (
     read_live_inputs,
     record_batch,
 )
+from matcher.services.outbound import queue
 from matcher.storage.store import OutboxRow, Store, snapshot, unit_of_work
 from schemas.common import Level
 from schemas.internal import ShardChange, ShardChanged
@@ -122,14 +123,9 @@ class MatchingEngine:
         """Tell the shards' owners (maybe other instances) that they changed, via the outbox;
         once per shard and batch."""
         now = utc_now()
-        rows = []
-        for shard in sorted(shards):
-            event = ShardChanged(event_id=uuid.uuid4(), occurred_at=now,
-                                 producer="charity-matcher", payload=ShardChange(shard=shard))
-            rows.append({"topic": self.topics.shard_changes, "key": shard,
-                         "value": event.model_dump_json(), "event_id": str(event.event_id),
-                         "event_type": event.event_type, "at": now})
-        store.add_outbox_many(rows)
+        queue(store, self.topics, *(
+            ShardChanged(event_id=uuid.uuid4(), occurred_at=now, producer="charity-matcher",
+                         payload=ShardChange(shard=shard)) for shard in sorted(shards)))
 
     def mark_dirty(self, shards: Iterable[str]) -> None:
         """Remember that these shards changed, from when (a batch waits for the window)."""
@@ -156,7 +152,8 @@ class MatchingEngine:
         """Run one matching batch: read a snapshot, solve outside any lock, record briefly.
 
         Allocations whose offer or item changed while solving are dropped at recording; the
-        shard is then matched again, so what they would have served is not forgotten.
+        shard is then matched again, so what they would have served is not forgotten. A batch
+        that made proposals and still left items open runs again too, until one makes none.
         """
         assert self.matching is not None
         now = self.clock()
@@ -166,7 +163,9 @@ class MatchingEngine:
         with self.writing() as store:
             store.lock_shard(shard)  # another instance finishing a batch of it records first
             report = record_batch(store, plan)
-        if report.conflicts:
+        if report.conflicts or (report.proposals and report.unmatched):
+            # What changed under the plan, or capacity this batch could not yet reach (an
+            # item's K candidates all taken), is matched again in the next batch.
             self.mark_dirty({shard})
         return report
 

@@ -24,6 +24,7 @@ from matcher.domain.errors import (
 )
 from matcher.domain.hierarchy import child_path, in_subtree, parent_level, root_path, shard_of
 from matcher.services import decisions
+from matcher.services.outbound import queue
 from matcher.storage.store import OfferRow, ProposalRow, Store
 from schemas.common import Level
 from schemas.matches import (
@@ -366,9 +367,7 @@ def _revoke(store: Store, ctx: Context, holding: list[ProposalRow],
                 previous_status=ProposalStatus(proposal.status), reason_code=code, reason=reason,
             ),
         )
-        store.add_outbox(topic=ctx.topics.proposals, key=proposal.case_id,
-                         value=revoked.model_dump_json(), event_id=str(revoked.event_id),
-                         event_type=revoked.event_type, at=at)
+        queue(store, ctx.topics, revoked)
 
 
 # --- dispatch -----------------------------------------------------------------------------------

@@ -14,7 +14,6 @@ allocations that still hold.
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -35,6 +34,7 @@ from matcher.domain.explain import explanations, unmatched_reason
 from matcher.domain.frames import Demand, Supply, Vocabulary, build_demand, build_supply
 from matcher.domain.kinds import Kind
 from matcher.domain.scoring import ScoringContext, Weights, weight_vector
+from matcher.services.outbound import envelope_json, outbox_row
 from matcher.solver import Problem, Solution, solve
 from matcher.storage.store import NodeRow, OfferRow, Store
 from schemas.matches import ProposalStatus
@@ -277,13 +277,11 @@ def record_proposals(store: Store, *, shard: str, allocations: Sequence[Allocati
                              if kind is Kind.VOLUNTEER else None),
         })
         event_id = str(uuid.uuid4())
-        events.append({"topic": config.topics.proposals, "key": proposal["case_id"],
-                       "event_id": event_id, "event_type": "match.proposed", "at": now,
-                       "value": json.dumps({
-                           "event_id": event_id, "event_type": "match.proposed",
-                           "schema_version": 1, "occurred_at": occurred,
-                           "producer": config.producer, "correlation_id": None,
-                           "payload": proposal}, ensure_ascii=False, separators=(",", ":"))})
+        events.append(outbox_row(
+            config.topics, event_type="match.proposed", event_id=event_id, payload=proposal,
+            at=now, value=envelope_json(event_id=event_id, event_type="match.proposed",
+                                        occurred_at=occurred, producer=config.producer,
+                                        payload=proposal)))
     store.add_proposals(rows)
     store.add_outbox_many(events)
     return len(allocations)
@@ -320,16 +318,14 @@ def record_unmatched(store: Store, items: Sequence[Mapping[str, Any]],
             continue
         changes.append((case_id, item_id, code, reason))
         event_id = str(uuid.uuid4())
-        events.append({"topic": config.topics.unmatched, "key": case_id, "event_id": event_id,
-                       "event_type": "need.unmatched", "at": now, "value": json.dumps({
-                           "event_id": event_id, "event_type": "need.unmatched",
-                           "schema_version": 1, "occurred_at": occurred,
-                           "producer": config.producer, "correlation_id": None,
-                           "payload": {"case_id": case_id, "item_id": item_id,
-                                       "grid_id": demand.grid_id[row],
-                                       "open_quantity": round(float(open_after[row]), 4),
-                                       "reason_code": code, "reason": reason}},
-                           ensure_ascii=False, separators=(",", ":"))})
+        payload = {"case_id": case_id, "item_id": item_id, "grid_id": demand.grid_id[row],
+                   "open_quantity": round(float(open_after[row]), 4), "reason_code": code,
+                   "reason": reason}
+        events.append(outbox_row(
+            config.topics, event_type="need.unmatched", event_id=event_id, payload=payload,
+            at=now, value=envelope_json(event_id=event_id, event_type="need.unmatched",
+                                        occurred_at=occurred, producer=config.producer,
+                                        payload=payload)))
     store.set_unmatched_many(changes)
     store.add_outbox_many(events)
     return left_open

@@ -33,6 +33,7 @@ from matcher.services.matching import (
     record_unmatched,
     unplaced_arcs,
 )
+from matcher.services.outbound import queue
 from matcher.services.rebalance_plan import (
     RebalanceConfig,
     Revocation,
@@ -300,9 +301,7 @@ def _revoke(store: Store, revocation: Revocation, config: MatchingConfig, now: d
             offer_id=q.offer_id, previous_status=ProposalStatus(q.status),
             reason_code=revocation.reason_code, reason=reason),
     )
-    store.add_outbox(topic=config.topics.proposals, key=q.case_id,
-                     value=event.model_dump_json(), event_id=str(event.event_id),
-                     event_type=event.event_type, at=now)
+    queue(store, config.topics, event)
 
 
 def _summary(run_id: str, options: RunOptions, started: datetime, finished: datetime,
@@ -328,9 +327,7 @@ def _announce(store: Store, summary: RebalanceSummary, config: MatchingConfig) -
     """Queue the run's rebalance.completed event on the reports topic."""
     event = RebalanceCompleted(event_id=uuid.uuid4(), occurred_at=summary.finished_at,
                                producer=config.producer, payload=summary)
-    store.add_outbox(topic=config.topics.rebalance_reports, key=summary.run_id,
-                     value=event.model_dump_json(), event_id=str(event.event_id),
-                     event_type=event.event_type, at=summary.finished_at)
+    queue(store, config.topics, event)
 
 
 def _seen(engine: MatchingEngine, event_id: str) -> bool:

@@ -1,0 +1,87 @@
+"""The engine's background loops: relaying the outbox, matching changed shards, sweeping
+pending proposals, and the nightly rebalance."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from events.bootstrap import Services
+from events.publishers import Publishers
+from matcher.observability import BATCH_SECONDS, OUTBOX_BACKLOG, PENDING_SHARDS, PROPOSALS
+from matcher.services.rebalancing import rebalance_nightly
+
+log = logging.getLogger("matcher.events")
+
+RELAY_BATCH = 500
+LOOP_TICK_S = 0.1
+
+
+async def relay_outbox(services: Services, publishers: Publishers) -> None:
+    """Publish committed outgoing events in batches, then mark them published (at-least-once)."""
+    engine, wake = services.engine, services.wake_relay
+    while True:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(wake.wait(), timeout=1.0)
+        wake.clear()
+        try:
+            while rows := await asyncio.to_thread(engine.unpublished, RELAY_BATCH):
+                OUTBOX_BACKLOG.set(len(rows))
+                await publishers.send(rows)
+                await asyncio.to_thread(engine.mark_published, [r.seq for r in rows])
+                log.debug("outbox relayed", extra={"events": len(rows)})
+            OUTBOX_BACKLOG.set(0)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("outbox relay failed; retrying")
+            await asyncio.sleep(1.0)
+
+
+async def match_continuously(services: Services) -> None:
+    """Every shard that changed is matched once its batch window has passed."""
+    engine, ownership = services.engine, services.ownership
+    while True:
+        await asyncio.sleep(LOOP_TICK_S)
+        PENDING_SHARDS.set(engine.pending_shards())
+        for shard in engine.due_shards(services.settings.batch_window_s):
+            if not ownership.owns(shard):
+                continue  # another instance owns it and heard of the change too
+            try:
+                report = await asyncio.to_thread(engine.match_shard, shard)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("matching batch failed", extra={"shard": shard})
+                engine.mark_dirty({shard})
+                await asyncio.sleep(1.0)
+                continue
+            BATCH_SECONDS.labels(shard=shard).observe(report.total_s)
+            PROPOSALS.labels(shard=shard).inc(report.proposals)
+            log.info("matching batch done", extra=report.__dict__)
+            services.wake_relay.set()
+
+
+def start_loops(services: Services, publishers: Publishers) -> list[asyncio.Task[None]]:
+    """Start every background loop of a running engine."""
+    tasks = [
+        asyncio.create_task(relay_outbox(services, publishers), name="relay_outbox"),
+        asyncio.create_task(match_continuously(services), name="match_continuously"),
+        asyncio.create_task(services.desk.sweep_forever(services.wake_relay.set),
+                            name="sweep_pending"),
+    ]
+    if services.settings.rebalance_enabled:
+        tasks.append(asyncio.create_task(
+            rebalance_nightly(services.engine, services.settings, services.wake_relay.set),
+            name="rebalance_nightly"))
+    return tasks
+
+
+async def stop_loops(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel the loops and wait until each has stopped."""
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

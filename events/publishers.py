@@ -1,0 +1,67 @@
+"""What the engine says back: one publisher object per outgoing topic, and the outbox relay's
+sending of committed rows with the producer's sends in flight together."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from faststream.kafka import KafkaBroker
+
+from matcher.services.outbound import ROUTES
+from matcher.storage.store import OutboxRow
+from schemas.internal import ShardChanged
+from schemas.matches import MatchApproved, MatchProposed, MatchRevoked, NeedUnmatched
+from schemas.rebalance import RebalanceCompleted
+from schemas.topics import Topics
+
+# Per routed topic (a `Topics` attribute): AsyncAPI title, schema and description.
+DOCUMENTED: dict[str, tuple[str, Any, str]] = {
+    "proposals": ("to_proposals", MatchProposed | MatchRevoked,
+                  "Proposals made (match.proposed) and taken back (match.revoked), keyed by "
+                  "case id."),
+    "unmatched": ("to_unmatched", NeedUnmatched,
+                  "Need items left unmatched after a batch, with the reason; sent when the "
+                  "reason changes. Keyed by case id."),
+    "assignments": ("to_assignments", MatchApproved,
+                    "Approved matches for the offering partner (match.approved), keyed by "
+                    "partner id; the partner answers with match.fulfilled on the fulfilments "
+                    "topic."),
+    "shard_changes": ("to_shard_changes", ShardChanged,
+                      "Internal: a matching shard changed, keyed by shard id; the instance "
+                      "owning that partition matches the shard."),
+    "rebalance_reports": ("to_rebalance_reports", RebalanceCompleted,
+                          "One rebalance.completed per rebalancing run (nightly, CLI or "
+                          "requested): counts, objective before and after, and the diff. Keyed "
+                          "by run id."),
+}
+
+
+class Publishers:
+    """The engine's publisher objects, by topic name."""
+
+    def __init__(self, broker: KafkaBroker, topics: Topics) -> None:
+        assert {route.topic for route in ROUTES.values()} == set(DOCUMENTED)
+        self.by_topic: dict[str, Any] = {}
+        for attribute, (title, schema, description) in DOCUMENTED.items():
+            topic = getattr(topics, attribute)
+            self.by_topic[topic] = broker.publisher(topic, title=title, schema=schema,
+                                                    description=description)
+        # Dead letters are sent by `DeadLetters` with the original bytes and headers; this
+        # publisher object documents the topic (value: the refused bytes; dlq.* headers).
+        broker.publisher(
+            topics.dead_letter, title="to_dead_letter", schema=bytes,
+            description="Refused events: original value, key and headers, plus headers "
+            "dlq.reason_code, dlq.reason, dlq.topic, dlq.partition, dlq.offset, dlq.at.",
+        )
+
+    async def send(self, rows: Sequence[OutboxRow]) -> None:
+        """Publish outbox rows, all in flight at once; returns when the broker has them all."""
+        pending = [
+            await self.by_topic[row.topic].publish(
+                row.value.encode(), key=row.key.encode(), no_confirm=True,
+                headers={"content-type": "application/json", "event_type": row.event_type,
+                         "event_id": row.event_id})
+            for row in rows]
+        await asyncio.gather(*pending)
