@@ -101,6 +101,7 @@ class MatchingEngine:
         ctx = Context(topics=self.topics, shard_level=self.shard_level)
         outcomes: list[Outcome] = []
         with self.writing() as store:
+            store.look_up_seen([str(incoming.event.event_id) for incoming in batch])
             for incoming in batch:
                 savepoint = store.conn.begin_nested()
                 try:

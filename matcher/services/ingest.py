@@ -115,7 +115,8 @@ def _check_producer_owns(event: OfferPublished | OfferUpdated, store: Store) -> 
         )
 
 
-def _save_offer(event: OfferPublished | OfferUpdated, store: Store, ctx: Context) -> str:
+def _save_offer(event: OfferPublished | OfferUpdated, store: Store, ctx: Context, *,
+                new: bool = False) -> str:
     """Write the offer as given; returns its shard."""
     offer = event.payload
     node = store.node(offer.node_id)
@@ -128,7 +129,7 @@ def _save_offer(event: OfferPublished | OfferUpdated, store: Store, ctx: Context
         version=offer.version, status="active", node_id=offer.node_id, shard=shard,
         capacity=capacity, unit=unit,
         expires_at=getattr(offer, "expires_at", None), live_until=offer_live_until(offer),
-        payload=offer.model_dump(mode="json"), at=event.occurred_at,
+        payload=offer.model_dump(mode="json"), at=event.occurred_at, new=new,
     )
     ctx.changed_shards.add(shard)
     return shard
@@ -145,7 +146,7 @@ def publish_offer(event: OfferPublished, store: Store, ctx: Context) -> str:
             f"offer '{existing.offer_id}' exists at version {existing.version}; "
             "send offer.updated with a higher version"
         )
-    _save_offer(event, store, ctx)
+    _save_offer(event, store, ctx, new=True)
     offer = event.payload
     return f"offer {offer.offer_id} v{offer.version} ({offer.kind}) published by {event.producer}"
 
@@ -262,7 +263,7 @@ def open_case(event: CaseOpened, store: Store, ctx: Context) -> str:
     shard = shard_of(path, ctx.shard_level)
     store.save_case(case_id=case.case_id, grid_id=case.grid_id, shard=shard,
                     version=case.version, beneficiary=case.beneficiary.model_dump(mode="json"),
-                    items=_case_items(case), at=event.occurred_at)
+                    items=_case_items(case), at=event.occurred_at, new=True)
     ctx.changed_shards.add(shard)
     return f"case {case.case_id} v{case.version} opened at {case.grid_id} ({len(case.items)} items)"
 

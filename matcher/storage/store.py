@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from sqlalchemy import (
@@ -110,30 +111,75 @@ def _columns(table: Table, row_type: type[Any]) -> list[Any]:
     return [table.c[name] for name in row_type.__dataclass_fields__]
 
 
+# Statements on the hot path of ingest are built once, with bound parameters: building and
+# cache-keying a fresh statement per event costs more than running it.
+
+
+@cache
+def _key_match(table: Table, key: tuple[str, ...]) -> Any:
+    """WHERE key columns equal the bound parameters k_<column>."""
+    return and_(*(table.c[name] == bindparam(f"k_{name}") for name in key))
+
+
+@cache
+def _select_key(table: Table, key: tuple[str, ...]) -> Any:
+    return select(*(table.c[name] for name in key)).where(_key_match(table, key))
+
+
+@cache
+def _update_by_key(table: Table, key: tuple[str, ...]) -> Any:
+    return update(table).where(_key_match(table, key))
+
+
+@cache
+def _select_row(table: Table, key: tuple[str, ...], row_type: type[Any]) -> Any:
+    return select(*_columns(table, row_type)).where(_key_match(table, key))
+
+
+_SEEN = select(audit_log.c.event_id).where(audit_log.c.event_id.in_(bindparam("ids",
+                                                                               expanding=True)))
+_PARTNER_HOME = select(partners.c.home_node_id).where(
+    partners.c.partner_id == bindparam("k_partner_id"))
+_CLOSE_ITEMS = update(need_items).where(need_items.c.case_id == bindparam("k_case_id")).values(
+    status="closed")
+
+
 class Store:
     """Typed access to the tables through one open connection (one transaction)."""
 
     def __init__(self, connection: Connection) -> None:
         self.conn = connection
+        # Read-through caches for the transaction's life: nodes, and event ids known seen.
+        self._nodes: dict[str, NodeRow | None] = {}
+        self._seen: dict[str, bool] = {}
+        self._audit: list[dict[str, Any]] = []  # written in one statement by `flush`
 
     def _upsert(self, table: Table, key: dict[str, Any], values: dict[str, Any],
                 on_create: dict[str, Any] | None = None) -> bool:
         """Update the row with this key, or insert it (with `on_create` too); True if new."""
-        where = and_(*(table.c[name] == value for name, value in key.items()))
-        if self.conn.execute(select(*(table.c[name] for name in key)).where(where)).first():
-            self.conn.execute(update(table).where(where).values(**values))
+        names = tuple(key)
+        bound = {f"k_{name}": value for name, value in key.items()}
+        if self.conn.execute(_select_key(table, names), bound).first():
+            self.conn.execute(_update_by_key(table, names), {**bound, **values})
             return False
-        self.conn.execute(insert(table).values(**key, **values, **(on_create or {})))
+        self.conn.execute(insert(table), {**key, **values, **(on_create or {})})
         return True
 
     # --- idempotency and audit -------------------------------------------------------------
 
     def seen(self, event_id: str) -> bool:
         """Whether an event with this id was applied before."""
-        found = self.conn.execute(
-            select(audit_log.c.seq).where(audit_log.c.event_id == event_id)
-        ).first()
-        return found is not None
+        if event_id not in self._seen:
+            self.look_up_seen([event_id])
+        return self._seen[event_id]
+
+    def look_up_seen(self, event_ids: Sequence[str]) -> None:
+        """Find out at once which of these event ids were applied before (a poll's worth)."""
+        fresh = [i for i in event_ids if i not in self._seen]
+        for chunk in _chunks(fresh):
+            self._seen.update(dict.fromkeys(chunk, False))
+            self._seen.update(dict.fromkeys(
+                self.conn.execute(_SEEN, {"ids": list(chunk)}).scalars(), True))
 
     def record_applied(
         self,
@@ -148,21 +194,29 @@ class Store:
         partition: int | None = None,
         offset: int | None = None,
     ) -> None:
-        """Append the event to the audit log (also marks its id as seen)."""
-        self.conn.execute(
-            insert(audit_log).values(
-                event_id=event_id, event_type=event_type, topic=topic, partition=partition,
-                offset=offset, producer=producer, occurred_at=occurred_at,
-                applied_at=applied_at, summary=summary,
-            )
-        )
+        """Append the event to the audit log (also marks its id as seen); the rows of a
+        transaction are written together when it ends (`flush`)."""
+        self._audit.append({
+            "event_id": event_id, "event_type": event_type, "topic": topic,
+            "partition": partition, "offset": offset, "producer": producer,
+            "occurred_at": occurred_at, "applied_at": applied_at, "summary": summary})
+        self._seen[event_id] = True
+
+    def flush(self) -> None:
+        """Write what was held back for one statement (the audit rows)."""
+        if self._audit:
+            self.conn.execute(insert(audit_log), self._audit)
+            self._audit = []
 
     # --- hierarchy and partners --------------------------------------------------------------
 
     def node(self, node_id: str) -> NodeRow | None:
         """The node with this id, if known."""
-        row = self.conn.execute(select(nodes).where(nodes.c.node_id == node_id)).first()
-        return NodeRow(**row._mapping) if row else None
+        if node_id not in self._nodes:
+            row = self.conn.execute(_select_row(nodes, ("node_id",), NodeRow),
+                                    {"k_node_id": node_id}).first()
+            self._nodes[node_id] = NodeRow(**row._mapping) if row else None
+        return self._nodes[node_id]
 
     def all_nodes(self) -> list[NodeRow]:
         """Every node of the hierarchy."""
@@ -174,12 +228,13 @@ class Store:
         self._upsert(nodes, {"node_id": node_id},
                      dict(level=level, parent_id=parent_id, name=name, path=path, lat=lat,
                           lon=lon))
+        self._nodes.pop(node_id, None)
 
     def partner_home(self, partner_id: str) -> str | None:
         """Home node of a registered partner, or None if not registered."""
-        return self.conn.execute(
-            select(partners.c.home_node_id).where(partners.c.partner_id == partner_id)
-        ).scalar_one_or_none()
+        home: str | None = self.conn.execute(
+            _PARTNER_HOME, {"k_partner_id": partner_id}).scalar_one_or_none()
+        return home
 
     def upsert_partner(self, *, partner_id: str, name: str, kind: str, home_node_id: str,
                        at: datetime) -> None:
@@ -196,21 +251,24 @@ class Store:
 
     def offer(self, offer_id: str) -> OfferRow | None:
         """The offer with this id, if known."""
-        row = self.conn.execute(
-            select(*_columns(offers, OfferRow)).where(offers.c.offer_id == offer_id)
-        ).first()
+        row = self.conn.execute(_select_row(offers, ("offer_id",), OfferRow),
+                                {"k_offer_id": offer_id}).first()
         return OfferRow(**row._mapping) if row else None
 
     def save_offer(self, *, offer_id: str, partner_id: str, kind: str, version: int,
                    status: str, node_id: str, shard: str, capacity: float, unit: str,
                    expires_at: datetime | None, payload: dict[str, Any], at: datetime,
-                   live_until: datetime | None = None) -> None:
-        """Create or replace an offer (`live_until`: when it stops being matchable)."""
-        self._upsert(offers, {"offer_id": offer_id},
-                     dict(partner_id=partner_id, kind=kind, version=version, status=status,
-                          node_id=node_id, shard=shard, capacity=capacity, unit=unit,
-                          expires_at=expires_at, payload=payload, updated_at=at,
-                          live_until=live_until))
+                   live_until: datetime | None = None, new: bool = False) -> None:
+        """Create or replace an offer (`live_until`: when it stops being matchable; `new`:
+        the caller knows it does not exist yet)."""
+        values = dict(partner_id=partner_id, kind=kind, version=version, status=status,
+                      node_id=node_id, shard=shard, capacity=capacity, unit=unit,
+                      expires_at=expires_at, payload=payload, updated_at=at,
+                      live_until=live_until)
+        if new:
+            self.conn.execute(insert(offers), {"offer_id": offer_id, **values})
+        else:
+            self._upsert(offers, {"offer_id": offer_id}, values)
 
     def withdraw_offer(self, offer_id: str, *, version: int, at: datetime) -> None:
         """Mark an offer withdrawn."""
@@ -234,24 +292,28 @@ class Store:
 
     def case(self, case_id: str) -> CaseRow | None:
         """The case with this id, if known."""
-        row = self.conn.execute(
-            select(*_columns(cases, CaseRow)).where(cases.c.case_id == case_id)
-        ).first()
+        row = self.conn.execute(_select_row(cases, ("case_id",), CaseRow),
+                                {"k_case_id": case_id}).first()
         return CaseRow(**row._mapping) if row else None
 
     def save_case(self, *, case_id: str, grid_id: str, shard: str, version: int,
                   beneficiary: dict[str, Any], items: Sequence[dict[str, Any]],
-                  at: datetime) -> None:
-        """Create or replace a case and its items (items not listed any more are closed)."""
-        created = self._upsert(cases, {"case_id": case_id},
-                               dict(grid_id=grid_id, shard=shard, version=version,
-                                    status="open", beneficiary=beneficiary,
-                                    pseudonym=beneficiary.get("pseudonym"), updated_at=at),
-                               on_create={"opened_at": at})
+                  at: datetime, new: bool = False) -> None:
+        """Create or replace a case and its items (items not listed any more are closed).
+
+        `new`: the caller knows the case does not exist yet, so it is simply inserted.
+        """
+        values = dict(grid_id=grid_id, shard=shard, version=version, status="open",
+                      beneficiary=beneficiary, pseudonym=beneficiary.get("pseudonym"),
+                      updated_at=at)
+        if new:
+            self.conn.execute(insert(cases), {"case_id": case_id, **values, "opened_at": at})
+            self.conn.execute(insert(need_items), [{**item, "case_id": case_id, "status": "open"}
+                                                   for item in items])
+            return
+        created = self._upsert(cases, {"case_id": case_id}, values, on_create={"opened_at": at})
         if not created:
-            self.conn.execute(
-                update(need_items).where(need_items.c.case_id == case_id).values(status="closed")
-            )
+            self.conn.execute(_CLOSE_ITEMS, {"k_case_id": case_id})
         for item in items:
             self._upsert(need_items, {"case_id": case_id, "item_id": item["item_id"]},
                          {**{k: v for k, v in item.items() if k != "item_id"},
@@ -585,7 +647,9 @@ def _live_offer(now: datetime) -> Any:
 def unit_of_work(engine: Engine) -> Iterator[Store]:
     """A transaction: committed when the block ends normally, rolled back on error."""
     with engine.begin() as connection:
-        yield Store(connection)
+        store = Store(connection)
+        yield store
+        store.flush()
 
 
 @contextmanager
