@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import itertools
 import json
 import math
 import os
@@ -46,7 +45,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -734,11 +733,27 @@ class Outcomes:
                     self.first.setdefault(case_id, (arrived, kind))
 
 
-def latency_events(district: District, seed: int, start: date) -> Iterable[Event]:
-    """New cases and offers, day after day: no updates or closures, which could end a case
-    before the engine has had a chance to say anything about it."""
+def latency_events(district: District, seed: int, start: date) -> Iterator[Event]:
+    """New cases and offers, day after day, evenly interleaved.
+
+    No updates or closures, which could end a case before the engine has had a chance to say
+    anything about it. A simulated day publishes most offers in the morning and most cases
+    later, so each day's two lists are spread evenly over each other: every slice of the
+    stream, however short a rate's run, has the day's mix of cases and offers."""
     for day in simulate_month(district, start, days=366, seed=seed):
-        yield from (event for event in day if isinstance(event, CaseOpened | OfferPublished))
+        cases = [event for event in day if isinstance(event, CaseOpened)]
+        offers = [event for event in day if isinstance(event, OfferPublished)]
+        spread = [((i + 0.5) / len(cases), event) for i, event in enumerate(cases)]
+        spread += [((i + 0.5) / len(offers), event) for i, event in enumerate(offers)]
+        spread.sort(key=lambda pair: pair[0])
+        yield from (event for _, event in spread)
+
+
+def warm_up_offers(district: District, seed: int, day: date, count: int) -> list[Event]:
+    """Offers of the day before the latency stream, so its cases find some supply."""
+    offers = [event for event in next(simulate_month(district, day, days=1, seed=seed))
+              if isinstance(event, OfferPublished)]
+    return offers[:count]
 
 
 async def paced_publish(config: RunConfig, events: Iterable[Event], rate: float,
@@ -798,9 +813,8 @@ async def latency(config: RunConfig, rates: Sequence[float], duration_s: float, 
     first_day = start or (datetime.now(UTC) + timedelta(days=1)).date()
     district = config.district.build(config.seed)
     registry = list(registry_events(district, datetime.now(UTC) - timedelta(hours=1)))
-    stream = iter(latency_events(district, config.seed, first_day))
-    warm = list(itertools.islice((e for e in stream if isinstance(e, OfferPublished)),
-                                 warm_offers))
+    warm = warm_up_offers(district, config.seed, first_day, warm_offers)
+    stream = latency_events(district, config.seed, first_day + timedelta(days=1))
     await ensure_topics_async(config.bootstrap, topics.all, config.partitions)
     database = Database(config)
     results: list[LatencyResult] = []
