@@ -743,7 +743,8 @@ def latency_events(district: District, seed: int, start: date) -> Iterator[Event
     for day in simulate_month(district, start, days=366, seed=seed):
         cases = [event for event in day if isinstance(event, CaseOpened)]
         offers = [event for event in day if isinstance(event, OfferPublished)]
-        spread = [((i + 0.5) / len(cases), event) for i, event in enumerate(cases)]
+        spread: list[tuple[float, Event]] = [((i + 0.5) / len(cases), event)
+                                             for i, event in enumerate(cases)]
         spread += [((i + 0.5) / len(offers), event) for i, event in enumerate(offers)]
         spread.sort(key=lambda pair: pair[0])
         yield from (event for _, event in spread)
@@ -751,8 +752,9 @@ def latency_events(district: District, seed: int, start: date) -> Iterator[Event
 
 def warm_up_offers(district: District, seed: int, day: date, count: int) -> list[Event]:
     """Offers of the day before the latency stream, so its cases find some supply."""
-    offers = [event for event in next(simulate_month(district, day, days=1, seed=seed))
-              if isinstance(event, OfferPublished)]
+    offers: list[Event] = [event for event in next(simulate_month(district, day, days=1,
+                                                                  seed=seed))
+                           if isinstance(event, OfferPublished)]
     return offers[:count]
 
 
