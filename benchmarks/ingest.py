@@ -474,12 +474,14 @@ class EngineProcess:
         log(f"  engine ready after {self.ready_at - self.spawned_at:.1f} s")
 
     async def stop(self) -> None:
-        """SIGINT (a clean uvicorn shutdown), then SIGTERM, then SIGKILL: this pid only."""
+        """SIGTERM (uvicorn's clean shutdown), then SIGKILL if it hangs: this pid only.
+
+        Not SIGINT: once a matching batch has run, SIGINT ends the engine at once, without
+        its shutdown (seen at commit 92f1f33), and a clean stop is what the next run starts from."""
         process = self.process
         if process is None or process.poll() is not None:
             return
-        for sig, wait_s in ((signal.SIGINT, ENGINE_STOP_TIMEOUT_S), (signal.SIGTERM, 10.0),
-                            (signal.SIGKILL, 10.0)):
+        for sig, wait_s in ((signal.SIGTERM, ENGINE_STOP_TIMEOUT_S), (signal.SIGKILL, 10.0)):
             process.send_signal(sig)
             try:
                 await asyncio.to_thread(process.wait, wait_s)
@@ -528,6 +530,7 @@ class EngineResult:
     load_before: list[float]
     load_after: list[float]
     samples: list[tuple[float, int]] = field(default_factory=list)
+    rate_by_minute: list[float] = field(default_factory=list)
 
     @property
     def accounted(self) -> int:
@@ -590,10 +593,20 @@ async def watch_engine(broker: Broker, config: RunConfig, database: Database,
         lag=lag, seconds=round(seconds, 2), rate=round(rate, 1),
         startup_s=round(engine.ready_at - engine.spawned_at, 2),
         complete=lag == 0 and done >= expected, load_before=load_before,
-        load_after=load_average(), samples=samples)
+        load_after=load_average(), samples=samples, rate_by_minute=rate_by_minute(samples))
     log(f"  {name}: {done:,}/{expected:,} in {seconds:.1f} s = {rate:,.1f} events/s"
         f"{'' if result.complete else ' (partial)'}")
     return result
+
+
+def rate_by_minute(samples: Sequence[tuple[float, int]]) -> list[float]:
+    """Events/s in each whole minute of the samples (shows an engine slowing down)."""
+    rates = []
+    for minute in range(int(samples[-1][0] // 60) if samples else 0):
+        inside = [done for at, done in samples if minute * 60 <= at <= (minute + 1) * 60]
+        if len(inside) >= 2:
+            rates.append(round((inside[-1] - inside[0]) / 60, 1))
+    return rates
 
 
 # --------------------------------------------------------------------------- throughput
@@ -902,7 +915,8 @@ def throughput_table(result: ThroughputResult, db: str) -> str:
     notes = (f"\n{result.events:,} events ({result.registry_events:,} registry); engine "
              f"start-up {engine.startup_s:.1f} s (not in its rate); applied {engine.applied:,}, "
              f"dead letters {engine.dead_letters:,}, duplicates {engine.duplicates or 0:g}, "
-             f"lag left {engine.lag:,}.")
+             f"lag left {engine.lag:,}. Engine events/s minute by minute: "
+             f"{', '.join(f'{r:g}' for r in engine.rate_by_minute) or '-'}.")
     return "\n".join(rows) + "\n" + notes + "\n"
 
 
