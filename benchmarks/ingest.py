@@ -938,15 +938,22 @@ def latency_table(results: Sequence[LatencyResult]) -> str:
     return "\n".join(rows) + "\n"
 
 
-def git_commit() -> str:
+ENGINE_PATHS = ("events", "matcher", "schemas")
+
+
+def git_commit(*paths: str) -> str:
+    """HEAD, or the last commit that touched `paths` (the engine measured, not this file);
+    `+dirty` when those files have uncommitted changes."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
+                              timeout=10).stdout.strip()
+
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                                capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=ROOT, capture_output=True, text=True, timeout=10).stdout
+        commit = git("log", "-1", "--format=%h", "HEAD", "--", *paths)
+        dirty = git("status", "--porcelain", "--untracked-files=no", "--", *paths)
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-    return commit + ("+dirty" if dirty.strip() else "")
+    return (commit or "unknown") + ("+dirty" if dirty else "")
 
 
 def parse_rates(value: str) -> list[float]:
@@ -999,10 +1006,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         "date_utc": started_utc.isoformat(timespec="seconds"),
         "date_shanghai": started_utc.astimezone(ZoneInfo("Asia/Shanghai")).isoformat(
             timespec="seconds"),
-        "git_commit": git_commit(), "load_average_start": load_average(),
+        "git_commit": git_commit(), "engine_commit": git_commit(*ENGINE_PATHS),
+        "load_average_start": load_average(),
         "cpus": os.cpu_count(), "prefix": prefix, "db": args.db,
     }
-    log(f"{report['date_utc']} commit {report['git_commit']} load {load_average()} "
+    log(f"{report['date_utc']} commit {report['git_commit']} (engine "
+        f"{report['engine_commit']}) load {load_average()} "
         f"prefix {prefix} db {args.db}")
     if args.latency:
         results = asyncio.run(latency(config, args.latency, args.duration, args.grace,
