@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import math
 import os
@@ -771,9 +772,35 @@ def warm_up_offers(district: District, seed: int, day: date, count: int) -> list
     return offers[:count]
 
 
-async def paced_publish(config: RunConfig, events: Iterable[Event], rate: float,
+@dataclass(frozen=True)
+class WireRecord:
+    """An event ready to send: serialised before the clock starts, so that pacing at high
+    rates is not held back by pydantic in the same event loop as the outcome consumer."""
+
+    topic: str
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, bytes]]
+    case_id: str | None
+
+
+def wire_records(events: Iterable[Event], topics: Topics) -> list[WireRecord]:
+    records = []
+    for event in events:
+        topic, key = topic_and_key(event, topics)
+        records.append(WireRecord(
+            topic=topic, key=key, value=event.model_dump_json().encode(),
+            headers=headers_of(event, topics),
+            case_id=event.payload.case_id if isinstance(event, CaseOpened) else None))
+    return records
+
+
+async def paced_publish(config: RunConfig, records: Sequence[WireRecord], rate: float,
                         duration_s: float, sent_at: dict[str, float]) -> tuple[int, float]:
-    """Publish at `rate` events/s for `duration_s`; records each case's send time."""
+    """Publish at `rate` events/s for `duration_s`; records each case's send time.
+
+    Record i is due at start + i / rate; when the loop falls behind, due records go out at
+    once (no sleep) until it has caught up, so the achieved rate shows whether it kept up."""
     producer = AIOKafkaProducer(bootstrap_servers=config.bootstrap, acks="all",
                                 enable_idempotence=True)
     await producer.start()
@@ -782,18 +809,17 @@ async def paced_publish(config: RunConfig, events: Iterable[Event], rate: float,
     started = time.monotonic()
     last_report = started
     try:
-        for event in events:
+        for record in records:
             due = started + published / rate
             if due - started >= duration_s:
                 break
             delay = due - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            topic, key = topic_and_key(event, config.topics)
-            if isinstance(event, CaseOpened):
-                sent_at[event.payload.case_id] = time.monotonic()
-            futures.append(await producer.send(topic, value=event.model_dump_json().encode(),
-                                               key=key, headers=headers_of(event, config.topics)))
+            if record.case_id is not None:
+                sent_at[record.case_id] = time.monotonic()
+            futures.append(await producer.send(record.topic, value=record.value, key=record.key,
+                                               headers=record.headers))
             published += 1
             if time.monotonic() - last_report >= PROGRESS_EVERY_S:
                 last_report = time.monotonic()
@@ -846,9 +872,11 @@ async def latency(config: RunConfig, rates: Sequence[float], duration_s: float, 
             await outcomes.start()
             for rate in rates:
                 log(f"latency: {rate:g} events/s for {duration_s:g} s")
+                planned = wire_records(itertools.islice(stream, math.ceil(rate * duration_s)),
+                                       topics)
                 sent_at: dict[str, float] = {}
                 load_before = load_average()
-                published, elapsed = await paced_publish(config, stream, rate, duration_s,
+                published, elapsed = await paced_publish(config, planned, rate, duration_s,
                                                          sent_at)
                 waiting = time.monotonic()
                 last_report = waiting
