@@ -40,6 +40,7 @@ import math
 import os
 import shlex
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -361,6 +362,7 @@ class Database:
     def __init__(self, config: RunConfig) -> None:
         self.config = config
         self.created_pg: str | None = None
+        self.last_count = 0
         if config.db == "sqlite":
             self.path = config.workdir / "engine.db"
             for suffix in ("", "-wal", "-shm"):
@@ -381,7 +383,12 @@ class Database:
             raise SystemExit(f"unknown --db {config.db!r}")
 
     def applied(self) -> int:
-        """Rows in audit_log (0 before the engine has created it)."""
+        """Rows in audit_log (0 before the engine has created it; the last count read when a
+        read fails, e.g. on a busy file, so that a sample never goes backwards)."""
+        self.last_count = max(self.last_count, self._count())
+        return self.last_count
+
+    def _count(self) -> int:
         try:
             if self.config.db == "sqlite":
                 if not self.path.exists():
@@ -395,7 +402,7 @@ class Database:
                     return int(conn.execute(text("SELECT count(*) FROM audit_log")).scalar_one())
             finally:
                 engine.dispose()
-        except Exception as error:  # a table not yet migrated, a busy file: count as none yet
+        except Exception as error:  # a table not yet migrated, a busy file: no new count
             if "audit_log" not in str(error) and "locked" not in str(error):
                 log(f"  (audit_log count failed: {type(error).__name__}: {error})")
             return 0
@@ -459,6 +466,15 @@ class EngineProcess:
     async def start(self) -> None:
         """Spawn and wait until /health answers (the broker connection is up)."""
         self.config.workdir.mkdir(parents=True, exist_ok=True)
+        # Another process answering on the port would pass for this engine's /health.
+        with socket.socket() as probe:
+            # As uvicorn binds: a previous engine's connections in TIME_WAIT do not count.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("127.0.0.1", self.config.http_port))
+            except OSError as error:
+                raise RuntimeError(f"port {self.config.http_port} is taken; pass --http-port"
+                                   ) from error
         with self.log_path.open("ab") as out:
             self.process = subprocess.Popen(self.config.matcher_cmd, env=self.env, stdout=out,
                                             stderr=subprocess.STDOUT, cwd=ROOT)
@@ -541,12 +557,12 @@ class EngineResult:
 async def watch_engine(broker: Broker, config: RunConfig, database: Database,
                        engine: EngineProcess, *, name: str, expected: int,
                        topics: Sequence[str], timeout_s: float, applied_before: int = 0,
-                       dead_before: int = 0) -> EngineResult:
+                       dead_before: int = 0, duplicates_before: float = 0.0) -> EngineResult:
     """Poll until the engine has applied or refused `expected` events of `topics` and its
     groups have committed them, or `timeout_s` after it answered /health.
 
     Events are accounted for as rows of audit_log, records of the dead-letter topic and the
-    duplicates /metrics reports, counted from `applied_before` / `dead_before`. The rate is
+    duplicates /metrics reports, counted from the `*_before` baselines. The rate is
     taken from the first poll, so what the engine did while starting is not in it."""
     load_before = load_average()
     samples: list[tuple[float, int]] = []
@@ -561,7 +577,8 @@ async def watch_engine(broker: Broker, config: RunConfig, database: Database,
         applied = await asyncio.to_thread(database.applied) - applied_before
         dead = await broker.records_in(config.topics.dead_letter) - dead_before
         lag = await broker.group_lag(config.consumer_group, topics)
-        duplicates = await asyncio.to_thread(engine.duplicates)
+        reported = await asyncio.to_thread(engine.duplicates)
+        duplicates = None if reported is None else reported - duplicates_before
         done = applied + dead + round(duplicates or 0)
         if done_at_start is None:
             done_at_start, started = done, now
@@ -587,7 +604,9 @@ async def watch_engine(broker: Broker, config: RunConfig, database: Database,
             log(f"  {name}: {done:,}/{expected:,} accounted for (applied {applied:,}, dead "
                 f"letters {dead:,}), lag {lag:,}, {rate:,.1f} events/s, load {load_average()}")
         await asyncio.sleep(POLL_S)
-    seconds = samples[-1][0]
+    # Up to the poll that first saw the final count: the settling polls after it are the
+    # harness making sure, not the engine working.
+    seconds = min(at for at, count in samples if count >= done)
     rate = (done - (done_at_start or 0)) / seconds if seconds > 0 else 0.0
     result = EngineResult(
         name=name, expected=expected, applied=applied, dead_letters=dead, duplicates=duplicates,
@@ -839,10 +858,12 @@ async def publish_and_wait(broker: Broker, config: RunConfig, database: Database
     The baselines are read before publishing: the engine starts applying at once."""
     applied_before = await asyncio.to_thread(database.applied)
     dead_before = await broker.records_in(config.topics.dead_letter)
+    duplicates_before = await asyncio.to_thread(engine.duplicates) or 0.0
     await preload(config, events, what)
     result = await watch_engine(broker, config, database, engine, name=f"engine: {what}",
                                 expected=len(events), topics=[topic], timeout_s=timeout_s,
-                                applied_before=applied_before, dead_before=dead_before)
+                                applied_before=applied_before, dead_before=dead_before,
+                                duplicates_before=duplicates_before)
     if not result.complete:
         log(f"  {what}: not complete ({result.accounted}/{len(events)}); measuring anyway")
 
@@ -1037,6 +1058,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         "git_commit": git_commit(), "engine_commit": git_commit(*ENGINE_PATHS),
         "load_average_start": load_average(),
         "cpus": os.cpu_count(), "prefix": prefix, "db": args.db,
+        # What the caller's environment changes in the engine's settings, secrets left out.
+        "matcher_environment": {key: value for key, value in sorted(os.environ.items())
+                                if key.startswith("MATCHER_") and "SECRET" not in key},
     }
     log(f"{report['date_utc']} commit {report['git_commit']} (engine "
         f"{report['engine_commit']}) load {load_average()} "
