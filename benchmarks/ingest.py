@@ -928,10 +928,25 @@ async def latency(config: RunConfig, rates: Sequence[float], duration_s: float, 
                 log(f"  {rate:g}/s: {len(seen):,}/{len(sent_at):,} cases, p50 {result.p50_s} s, "
                     f"p99 {result.p99_s} s, lost {result.lost}")
                 results.append(result)
+                if rate != rates[-1]:
+                    await drain(broker, config, [topics.offers, topics.needs], grace_s)
     finally:
         await outcomes.stop()
         database.drop()
     return results
+
+
+async def drain(broker: Broker, config: RunConfig, topics: Sequence[str],
+                timeout_s: float) -> None:
+    """Until the engine has consumed what a rate left behind (or `timeout_s`), so that the
+    next rate does not start behind a backlog that is not its own."""
+    started = time.monotonic()
+    while (lag := await broker.group_lag(config.consumer_group, topics)) > 0:
+        if time.monotonic() - started > timeout_s:
+            log(f"  next rate starts with {lag:,} events still to consume")
+            return
+        await asyncio.sleep(POLL_S)
+    log(f"  backlog consumed after {time.monotonic() - started:.0f} s")
 
 
 def _round(value: float | None) -> float | None:
