@@ -718,6 +718,7 @@ class LatencyResult:
     waited_s: float
     load_before: list[float]
     load_after: list[float]
+    malformed_outcomes: int = 0  # output records the reader could not parse, so far
 
 
 def percentile(values: Sequence[float], share: float) -> float | None:
@@ -734,6 +735,7 @@ class Outcomes:
     def __init__(self, config: RunConfig) -> None:
         self.config = config
         self.first: dict[str, tuple[float, str]] = {}
+        self.malformed = 0
         self.consumer = AIOKafkaConsumer(
             config.topics.proposals, config.topics.unmatched, bootstrap_servers=config.bootstrap,
             group_id=None, auto_offset_reset="earliest", enable_auto_commit=False)
@@ -757,13 +759,15 @@ class Outcomes:
             arrived = time.monotonic()
             for records in batch.values():
                 for record in records:
-                    kind = dict(record.headers or ()).get("event_type", b"").decode()
-                    if not kind and record.value:
-                        kind = json.loads(record.value).get("event_type", "")
-                    if kind not in wanted or record.value is None:
-                        continue
-                    case_id = json.loads(record.value)["payload"]["case_id"]
-                    self.first.setdefault(case_id, (arrived, kind))
+                    # One odd record must not end the reader: every case would look lost.
+                    try:
+                        body = json.loads(record.value) if record.value else {}
+                        kind = body.get("event_type", "")
+                        if kind in wanted:
+                            self.first.setdefault(str(body["payload"]["case_id"]),
+                                                  (arrived, kind))
+                    except (ValueError, KeyError, TypeError, AttributeError):
+                        self.malformed += 1
 
 
 def latency_events(district: District, seed: int, start: date) -> Iterator[Event]:
@@ -924,7 +928,8 @@ async def latency(config: RunConfig, rates: Sequence[float], duration_s: float, 
                     lost=len(sent_at) - len(seen),
                     p50_s=_round(percentile(delays, 0.50)), p95_s=_round(percentile(delays, 0.95)),
                     p99_s=_round(percentile(delays, 0.99)), max_s=_round(max(delays, default=None)),
-                    waited_s=round(waited, 1), load_before=load_before, load_after=load_average())
+                    waited_s=round(waited, 1), load_before=load_before, load_after=load_average(),
+                    malformed_outcomes=outcomes.malformed)
                 log(f"  {rate:g}/s: {len(seen):,}/{len(sent_at):,} cases, p50 {result.p50_s} s, "
                     f"p99 {result.p99_s} s, lost {result.lost}")
                 results.append(result)
@@ -940,11 +945,14 @@ async def drain(broker: Broker, config: RunConfig, topics: Sequence[str],
                 timeout_s: float) -> None:
     """Until the engine has consumed what a rate left behind (or `timeout_s`), so that the
     next rate does not start behind a backlog that is not its own."""
-    started = time.monotonic()
+    started = last_report = time.monotonic()
     while (lag := await broker.group_lag(config.consumer_group, topics)) > 0:
         if time.monotonic() - started > timeout_s:
             log(f"  next rate starts with {lag:,} events still to consume")
             return
+        if time.monotonic() - last_report >= PROGRESS_EVERY_S:
+            last_report = time.monotonic()
+            log(f"  waiting for the engine to consume {lag:,} events left by the last rate")
         await asyncio.sleep(POLL_S)
     log(f"  backlog consumed after {time.monotonic() - started:.0f} s")
 

@@ -60,6 +60,7 @@ async def test_latency_has_a_sample_per_case(kafka_bootstrap: str, tmp_path: Pat
     assert result.proposed + result.unmatched > 0
     assert result.p50_s is not None and result.max_s is not None
     assert 0 < result.p50_s <= result.max_s
+    assert result.malformed_outcomes == 0
     assert "| 20 / " in ingest.latency_table([result])
 
 
