@@ -284,13 +284,14 @@ def approve_many(request: Request, proposal: Annotated[list[str], Form()],
             desk_of(request).decide(username, proposal_id, Decision.APPROVE, "",
                                     channel="http:console")
         except DomainError as why:
-            refused.append(f"{proposal_id}: {refusal_words(why.reason)}")
+            refused.append(_("%(id)s: %(why)s") % {"id": proposal_id,
+                                                    "why": refusal_words(why.reason)})
         else:
             approved.append(proposal_id)
     message = i18n.ngettext("%(n)s proposal approved.", "%(n)s proposals approved.",
                             len(approved)) % {"n": len(approved)}
     if refused:
-        message += " " + _("Not approved: %(list)s") % {"list": "; ".join(refused)}
+        message += " " + _("Not approved: %(list)s") % {"list": _("; ").join(refused)}
     _flash(request, message, "error" if refused else "ok")
     return _see_other(_local(back))
 
