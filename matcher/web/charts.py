@@ -7,17 +7,33 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from html import escape
+from unicodedata import east_asian_width
 
 BAR_HEIGHT = 22
-LABEL_WIDTH = 190
-BAR_WIDTH = 320
-VALUE_WIDTH = 70
-LABEL_CHARS = 22  # longer labels are cut with an ellipsis; the full one is in a tooltip
+LABEL_WIDTH = 150
+BAR_WIDTH = 200
+VALUE_WIDTH = 50
+# Labels longer than the label column are cut with an ellipsis (the full one is a tooltip);
+# a Chinese character is about twice as wide as a Latin letter at 12 px.
+LABEL_UNITS = 23
+
+
+def _width(char: str) -> int:
+    """Rough width of a character in label units: 2 for CJK and other wide ones, else 1."""
+    return 2 if east_asian_width(char) in ("W", "F") else 1
 
 
 def _short(label: str) -> str:
     """A label cut to fit the label column."""
-    return label if len(label) <= LABEL_CHARS else label[:LABEL_CHARS - 1] + "…"
+    if sum(map(_width, label)) <= LABEL_UNITS:
+        return label
+    kept, used = [], 0
+    for char in label:
+        used += _width(char)
+        if used > LABEL_UNITS - 1:
+            break
+        kept.append(char)
+    return "".join(kept) + "…"
 
 
 def bar_chart(values: Mapping[str, float], *, title: str, unit: str = "",
