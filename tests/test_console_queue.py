@@ -3,6 +3,8 @@ time, plain explanations, a paged queue with filters, and several approvals at o
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 from collections.abc import Iterator
 from datetime import timedelta
@@ -178,3 +180,12 @@ def test_pages_fit_a_phone_and_charts_scale(centre: TestClient) -> None:
     css = centre.get("/console/static/console.css").text
     assert '"Noto Sans CJK SC"' in css and '"PingFang SC"' in css
     assert ".scroll { max-width: 100%; overflow-x: auto;" in css
+
+
+def test_the_queue_downloads_as_csv_on_beijing_time(centre: TestClient) -> None:
+    response = centre.get(f"/console/queue.csv?grid={f.GRID2}")
+    assert response.headers["content-type"].startswith("text/csv")
+    rows = list(csv.reader(io.StringIO(response.text.lstrip("\ufeff"))))
+    assert rows[0][11] == "截止（北京时间 UTC+8）"
+    assert rows[1][0] == "qa2-old" and rows[1][3] == GRID2_NAME
+    assert rows[1][11] == "2030-06-03T18:00+08:00"  # ISO with the district's offset

@@ -132,15 +132,22 @@ def zone() -> ZoneInfo:
     return ZoneInfo(_zone.get())
 
 
-def zone_label(name: str | None = None, at: datetime | None = None) -> str:
-    """'Beijing time (UTC+8)' for China's zone, else 'UTC±H (Area/City)'."""
+def utc_offset(name: str | None = None, at: datetime | None = None) -> str:
+    """The zone's offset now (or at a moment), e.g. 'UTC+8'."""
+    zone_info = ZoneInfo(name or _zone.get())
+    offset = (at or datetime.now(UTC)).astimezone(zone_info).utcoffset() or timedelta()
+    return f"UTC{offset.total_seconds() / 3600:+g}"
+
+
+def zone_name(name: str | None = None) -> str:
+    """'Beijing time' for China's zone, else the IANA name."""
     name = name or _zone.get()
-    offset = (at or datetime.now(UTC)).astimezone(ZoneInfo(name)).utcoffset() or timedelta()
-    hours = offset.total_seconds() / 3600
-    utc = f"UTC{hours:+g}"
-    if name in BEIJING_ZONES:
-        return _("Beijing time (%(utc)s)") % {"utc": utc}
-    return f"{utc} ({name})"
+    return _("Beijing time") if name in BEIJING_ZONES else name
+
+
+def zone_label(name: str | None = None, at: datetime | None = None) -> str:
+    """'Beijing time (UTC+8)' for China's zone, else 'Area/City (UTC±H)'."""
+    return _("%(zone)s (%(utc)s)") % {"zone": zone_name(name), "utc": utc_offset(name, at)}
 
 
 def local_datetime(value: datetime | str | None, short: bool = False) -> str:
