@@ -189,3 +189,9 @@ def test_the_queue_downloads_as_csv_on_beijing_time(centre: TestClient) -> None:
     assert rows[0][11] == "截止（北京时间 UTC+8）"
     assert rows[1][0] == "qa2-old" and rows[1][3] == GRID2_NAME
     assert rows[1][11] == "2030-06-03T18:00+08:00"  # ISO with the district's offset
+
+
+def test_the_header_names_the_coordinators_node(engine: MatchingEngine) -> None:
+    with signed_in(engine, "c-grid") as grid:
+        html = grid.get("/console/queue").text
+    assert f"C-GRID · {GRID_NAME}</span>" in html

@@ -337,3 +337,8 @@ def grid_choices(store: Store, coordinator: Coordinator) -> list[tuple[str, str]
         .where(nodes.c.level == "grid", _in_subtree(coordinator))
         .order_by(nodes.c.name, nodes.c.node_id)
     )]
+
+
+def node_names(store: Store) -> dict[str, str]:
+    """Registry name of every node (for headers and escalation badges)."""
+    return {r.node_id: r.name for r in store.conn.execute(select(nodes.c.node_id, nodes.c.name))}

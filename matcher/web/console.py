@@ -85,6 +85,7 @@ def page(request: Request, template: str, status_code: int = 200, **context: Any
     flash message."""
     _activate(request)
     context.setdefault("me", None)
+    context["node_names"] = _node_names(request, context["me"])
     context["flash"] = request.session.pop("flash", None)
     context["csrf"] = csrf_token(request)
     context["switch"] = {"zh_CN": _switch_link(request, "zh_CN"),
@@ -92,6 +93,13 @@ def page(request: Request, template: str, status_code: int = 200, **context: Any
     response = TEMPLATES.TemplateResponse(request, template, context, status_code=status_code)
     i18n.remember_choice(request, response)
     return response
+
+
+def _node_names(request: Request, me: Coordinator | None) -> dict[str, str]:
+    """Registry names of the nodes, for a signed-in coordinator's pages."""
+    if me is None:
+        return {}
+    return desk_of(request).read(lambda store, c: oversight.node_names(store), me.username)
 
 
 def _flash(request: Request, message: str, kind: str = "ok") -> None:
