@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from matcher.cli_coordinators import coordinators_app
+from matcher.cli_example import example_command
 from matcher.cli_kafka import kafka_app
 from matcher.cli_rebalance import rebalance_command
 from matcher.cli_solve import solve_command
@@ -23,6 +24,8 @@ app.add_typer(coordinators_app)
 app.command("solve", help="Solve a matching problem given as JSON (see README).")(solve_command)
 app.command("rebalance", help="Rebalance the whole district now, with progress.")(
     rebalance_command)
+app.command("example", help="Print a whole, current message (offer, case or decision) with its "
+            "topic and Kafka key.")(example_command)
 console = Console(stderr=True)
 
 ASYNCAPI_FILE = PROJECT_ROOT / "docs" / "asyncapi.json"

@@ -6,7 +6,7 @@ import secrets
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -111,6 +111,22 @@ class Settings(BaseSettings):
     rebalance_report_dir: Path = Field(default=PROJECT_ROOT / ".data" / "rebalance",
                                        description="Where run reports (JSON, Markdown, PNG) "
                                        "are written.")
+
+    # Language and local time: console pages, rebalance reports, CSV and the CLI
+    timezone: str = Field(default="Asia/Shanghai",
+                          description="The district's time zone (IANA name): times on pages, "
+                          "reports and CSV are shown in it, labelled. Also the zone of "
+                          "rebalance_at unless rebalance_timezone is set.")
+    default_locale: str = Field(default="zh_CN", pattern=r"^(zh_CN|en)$",
+                                description="Console language when the reader chose none and "
+                                "the browser asks for none we have: zh_CN or en.")
+
+    @model_validator(mode="after")
+    def _rebalance_in_district_time(self) -> Settings:
+        """One zone for the district: the nightly run follows `timezone` unless told apart."""
+        if "rebalance_timezone" not in self.model_fields_set:
+            self.rebalance_timezone = self.timezone
+        return self
 
 
 @lru_cache

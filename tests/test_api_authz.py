@@ -27,6 +27,8 @@ from tests.coordination_world import (
 )
 
 SETTINGS = Settings(session_secret="test-secret")
+# These tests read the console's English words; Chinese is the default (see test_i18n.py).
+ENGLISH = {"Accept-Language": "en"}
 # Offer -> coordinators who may open its page: based in their subtree or serving a case in it.
 OFFER_VIEWERS = {
     "o-a": {"c-centre", "c-ws", "c-studio", "c-grid"},
@@ -46,7 +48,7 @@ def clients(engine: MatchingEngine) -> Iterator[dict[str, TestClient]]:
     web = build_web(engine, SETTINGS)
     signed: dict[str, TestClient] = {}
     for username in COORDINATORS:
-        client = TestClient(web)
+        client = TestClient(web, headers=ENGLISH)
         response = client.post("/api/session", json={"username": username,
                                                      "password": PASSWORD})
         assert response.status_code == 200, response.text
@@ -58,7 +60,7 @@ def clients(engine: MatchingEngine) -> Iterator[dict[str, TestClient]]:
 
 @pytest.fixture
 def anonymous(engine: MatchingEngine) -> Iterator[TestClient]:
-    with TestClient(build_web(engine, SETTINGS)) as client:
+    with TestClient(build_web(engine, SETTINGS), headers=ENGLISH) as client:
         yield client
 
 

@@ -113,7 +113,7 @@ async def test_a_coordinator_approves_and_rejects_in_the_browser(kafka_bootstrap
         browser: Browser = await playwright.chromium.launch(executable_path=CHROMIUM,
                                                             args=CHROMIUM_ARGS)
         try:
-            page = await browser.new_page()
+            page = await browser.new_page(locale="en-US")  # the English console
             await sign_in(page, base, "studio-lead", PASSWORD)
 
             # Only the studio's own queue: both of its grids' cases, not the other branch.

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
 from sqlalchemy import and_, select
@@ -17,7 +17,15 @@ from matcher.domain.errors import NotInJurisdiction, ProposalNotFound, UnknownRe
 from matcher.services.jurisdiction import Coordinator, require_case_in_jurisdiction
 from matcher.storage.coordination import CoordinationStore
 from matcher.storage.store import Store
-from matcher.storage.tables import audit_log, cases, need_items, nodes, offers, proposals
+from matcher.storage.tables import (
+    audit_log,
+    cases,
+    need_items,
+    nodes,
+    offers,
+    partners,
+    proposals,
+)
 from schemas.matches import ProposalStatus
 
 
@@ -44,6 +52,22 @@ class QueueEntry(BaseModel):
     waiting_s: float
     escalated_to: str | None = None
     explanation: dict[str, Any]
+    grid_name: str = ""
+    partner_name: str = ""
+
+
+QueueSort = Literal["urgency", "waiting", "deadline", "grid"]
+QUEUE_SORTS: tuple[QueueSort, ...] = ("urgency", "waiting", "deadline", "grid")
+
+
+class QueuePage(BaseModel):
+    """One page of a coordinator's queue, with how many wait in all and the oldest wait."""
+
+    entries: list[QueueEntry]
+    total: int
+    offset: int
+    limit: int
+    oldest_wait_s: float
 
 
 class HistoryEntry(BaseModel):
@@ -75,6 +99,7 @@ class CaseView(BaseModel):
     items: list[dict[str, Any]]
     proposals: list[ProposalView]
     history: list[HistoryEntry]
+    grid_name: str = ""
 
 
 class OfferView(BaseModel):
@@ -91,6 +116,8 @@ class OfferView(BaseModel):
     payload: dict[str, Any]
     proposals: list[ProposalView]
     history: list[HistoryEntry]
+    partner_name: str = ""
+    node_name: str = ""
 
 
 class UnmatchedNeed(BaseModel):
@@ -107,6 +134,7 @@ class UnmatchedNeed(BaseModel):
     deadline: datetime
     reason_code: str
     reason: str
+    grid_name: str = ""
 
 
 def _in_subtree(coordinator: Coordinator) -> Any:
@@ -118,10 +146,12 @@ def _proposal_query() -> Any:
     """Proposals joined with their item (urgency, need) and grid node."""
     return (
         select(proposals, need_items.c.need, need_items.c.urgency, need_items.c.deadline,
-               nodes.c.path.label("grid_path"))
+               nodes.c.path.label("grid_path"), nodes.c.name.label("grid_name"),
+               partners.c.name.label("partner_name"))
         .join(need_items, and_(need_items.c.case_id == proposals.c.case_id,
                                need_items.c.item_id == proposals.c.item_id))
         .join(nodes, nodes.c.node_id == proposals.c.grid_id)
+        .outerjoin(partners, partners.c.partner_id == proposals.c.partner_id)
     )
 
 
@@ -130,6 +160,7 @@ def _entry(row: Any, now: datetime, escalated_to: str | None) -> dict[str, Any]:
     data = dict(row._mapping)
     data["waiting_s"] = max((now - data["created_at"]).total_seconds(), 0.0)
     data["escalated_to"] = escalated_to
+    data["partner_name"] = data.get("partner_name") or ""
     return data
 
 
@@ -137,6 +168,29 @@ def pending_queue(store: Store, coordinator: Coordinator, *, now: datetime,
                   grid_id: str | None = None, kind: str | None = None,
                   min_urgency: int | None = None, limit: int = 200) -> list[QueueEntry]:
     """Pending proposals in the jurisdiction, most urgent first (escalated ones lead ties)."""
+    return queue_page(store, coordinator, now=now, grid_id=grid_id, kind=kind,
+                      min_urgency=min_urgency, limit=limit).entries
+
+
+def _sort_key(sort: QueueSort) -> Any:
+    """How a queue is ordered; every order ends on urgency, deadline and age for stability."""
+    def by_urgency(e: QueueEntry) -> tuple[Any, ...]:
+        return (-e.urgency, e.escalated_to is None, e.deadline, e.created_at, e.proposal_id)
+
+    if sort == "waiting":
+        return lambda e: (e.created_at, *by_urgency(e))
+    if sort == "deadline":
+        return lambda e: (e.deadline, *by_urgency(e))
+    if sort == "grid":
+        return lambda e: (e.grid_name or e.grid_id, *by_urgency(e))
+    return by_urgency
+
+
+def queue_page(store: Store, coordinator: Coordinator, *, now: datetime,
+               grid_id: str | None = None, kind: str | None = None,
+               min_urgency: int | None = None, min_waiting_s: float | None = None,
+               sort: QueueSort = "urgency", offset: int = 0, limit: int = 50) -> QueuePage:
+    """A page of pending proposals in the jurisdiction, with the total behind the filters."""
     query = _proposal_query().where(proposals.c.status == ProposalStatus.PROPOSED.value,
                                     _in_subtree(coordinator))
     if grid_id:
@@ -149,8 +203,12 @@ def pending_queue(store: Store, coordinator: Coordinator, *, now: datetime,
     escalated = CoordinationStore(store.conn).escalations_for([r.proposal_id for r in rows])
     entries = [QueueEntry(**_entry(r, now, escalated[r.proposal_id].escalated_to
                                    if r.proposal_id in escalated else None)) for r in rows]
-    entries.sort(key=lambda e: (-e.urgency, e.escalated_to is None, e.deadline, e.created_at))
-    return entries[:limit]
+    if min_waiting_s is not None:
+        entries = [e for e in entries if e.waiting_s >= min_waiting_s]
+    entries.sort(key=_sort_key(sort))
+    offset = max(offset, 0)
+    return QueuePage(entries=entries[offset:offset + limit], total=len(entries), offset=offset,
+                     limit=limit, oldest_wait_s=max((e.waiting_s for e in entries), default=0.0))
 
 
 def _history(store: Store, pattern: str) -> list[HistoryEntry]:
@@ -205,7 +263,10 @@ def case_view(store: Store, coordinator: Coordinator, case_id: str, *,
         .order_by(proposals.c.created_at, proposals.c.proposal_id)
     ))
     status = store.conn.execute(select(cases.c.status).where(cases.c.case_id == case_id))
+    grid_name = store.conn.execute(
+        select(nodes.c.name).where(nodes.c.node_id == case.grid_id)).scalar_one_or_none()
     return CaseView(case_id=case.case_id, grid_id=case.grid_id, status=status.scalar_one(),
+                    grid_name=grid_name or "",
                     version=case.version, opened_at=case.opened_at,
                     beneficiary=case.beneficiary, items=items,
                     proposals=_views(store, rows, now),
@@ -216,7 +277,10 @@ def offer_view(store: Store, coordinator: Coordinator, offer_id: str, *,
                now: datetime) -> OfferView:
     """An offer based in the jurisdiction, or serving a case in it."""
     offer = store.conn.execute(
-        select(offers, nodes.c.path).join(nodes, nodes.c.node_id == offers.c.node_id)
+        select(offers, nodes.c.path, nodes.c.name.label("node_name"),
+               partners.c.name.label("partner_name"))
+        .join(nodes, nodes.c.node_id == offers.c.node_id)
+        .outerjoin(partners, partners.c.partner_id == offers.c.partner_id)
         .where(offers.c.offer_id == offer_id)
     ).first()
     if offer is None:
@@ -231,6 +295,7 @@ def offer_view(store: Store, coordinator: Coordinator, offer_id: str, *,
             f"'{coordinator.username}' ({coordinator.level} '{coordinator.node_id}')"
         )
     data = {k: v for k, v in offer._mapping.items() if k in OfferView.model_fields}
+    data["partner_name"] = data.get("partner_name") or ""
     return OfferView(**data, proposals=_views(store, rows, now),
                      history=_history(store, f"offer {offer_id}"))
 
@@ -239,7 +304,7 @@ def unmatched_needs(store: Store, coordinator: Coordinator, *,
                     grid_id: str | None = None) -> list[UnmatchedNeed]:
     """Open items in the jurisdiction the engine could not (fully) serve, with reasons."""
     query = (
-        select(need_items, cases.c.grid_id, nodes.c.path)
+        select(need_items, cases.c.grid_id, nodes.c.path, nodes.c.name.label("grid_name"))
         .join(cases, cases.c.case_id == need_items.c.case_id)
         .join(nodes, nodes.c.node_id == cases.c.grid_id)
         .where(need_items.c.status == "open", cases.c.status == "open",
@@ -252,7 +317,7 @@ def unmatched_needs(store: Store, coordinator: Coordinator, *,
         UnmatchedNeed(case_id=r.case_id, item_id=r.item_id, grid_id=r.grid_id, kind=r.kind,
                       need=r.need, quantity=r.quantity, unit=r.unit, urgency=r.urgency,
                       deadline=r.deadline, reason_code=r.unmatched_code,
-                      reason=r.unmatched_reason or "")
+                      reason=r.unmatched_reason or "", grid_name=r.grid_name)
         for r in store.conn.execute(query) if coordinator.covers(r.path)
     ]
 
@@ -263,3 +328,17 @@ def grids_in(store: Store, coordinator: Coordinator) -> list[str]:
         select(nodes.c.node_id).where(nodes.c.level == "grid", _in_subtree(coordinator))
         .order_by(nodes.c.node_id)
     ).scalars())
+
+
+def grid_choices(store: Store, coordinator: Coordinator) -> list[tuple[str, str]]:
+    """(id, registry name) of the grids in the jurisdiction, by name (for filters)."""
+    return [(r.node_id, r.name) for r in store.conn.execute(
+        select(nodes.c.node_id, nodes.c.name)
+        .where(nodes.c.level == "grid", _in_subtree(coordinator))
+        .order_by(nodes.c.name, nodes.c.node_id)
+    )]
+
+
+def node_names(store: Store) -> dict[str, str]:
+    """Registry name of every node (for headers and escalation badges)."""
+    return {r.node_id: r.name for r in store.conn.execute(select(nodes.c.node_id, nodes.c.name))}

@@ -11,9 +11,10 @@ import json
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
 
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from matcher.services.rebalance_plan import Figures, ShardPlan
 
 NEAR_EXPIRY_DAYS = 7.0
+DISTRICT_TIMEZONE = "Asia/Shanghai"
 TOP_PARTNERS = 15
 
 
@@ -150,14 +152,30 @@ def _near_expiry(offers: list[OfferRow], before: tuple[dict[Any, float], dict[An
 # --- files ---------------------------------------------------------------------------------------
 
 
-def write_report_files(report: dict[str, Any], folder: Path) -> list[Path]:
-    """Write the report as JSON, Markdown and a PNG of fulfilment by kind and grid."""
+def zone_label(timezone: str, at: datetime) -> str:
+    """'Beijing time, UTC+8' for China's zone; 'UTC+H, Area/City' elsewhere."""
+    offset = at.astimezone(ZoneInfo(timezone)).utcoffset() or timedelta()
+    utc = f"UTC{offset.total_seconds() / 3600:+g}"
+    return f"Beijing time, {utc}" if timezone in ("Asia/Shanghai", "Asia/Chongqing") \
+        else f"{utc}, {timezone}"
+
+
+def local_time(moment: str | datetime, timezone: str) -> str:
+    """A moment of the report (ISO-8601 on the wire) as the district's clock shows it."""
+    when = datetime.fromisoformat(moment) if isinstance(moment, str) else moment
+    return f"{when.astimezone(ZoneInfo(timezone)):%Y-%m-%d %H:%M}"
+
+
+def write_report_files(report: dict[str, Any], folder: Path,
+                       timezone: str = DISTRICT_TIMEZONE) -> list[Path]:
+    """Write the report as JSON, Markdown (times in the district's zone) and a PNG of
+    fulfilment by kind and grid."""
     folder.mkdir(parents=True, exist_ok=True)
     run_id = report["summary"]["run_id"]
     json_path = folder / f"{run_id}.json"
     json_path.write_text(json.dumps(report, indent=2, sort_keys=True, default=str))
     md_path = folder / f"{run_id}.md"
-    md_path.write_text(markdown(report))
+    md_path.write_text(markdown(report, timezone))
     paths = [json_path, md_path]
     png = plot(report, folder / f"{run_id}.png")
     if png is not None:
@@ -165,13 +183,15 @@ def write_report_files(report: dict[str, Any], folder: Path) -> list[Path]:
     return paths
 
 
-def markdown(report: dict[str, Any]) -> str:
-    """The report as a Markdown page for people."""
+def markdown(report: dict[str, Any], timezone: str = DISTRICT_TIMEZONE) -> str:
+    """The report as a Markdown page for people, its times on the district's clock."""
     s, o = report["summary"], report["objective"]
+    started = datetime.fromisoformat(s["started_at"])
     lines = [
         f"# Rebalancing run {s['run_id']}",
         "",
-        f"{s['trigger']} run by {s['requested_by']}, {s['started_at']} to {s['finished_at']}: "
+        f"{s['trigger']} run by {s['requested_by']}, {local_time(started, timezone)} to "
+        f"{local_time(s['finished_at'], timezone)} ({zone_label(timezone, started)}): "
         f"**{s['status']}**. {s['note']}",
         "",
         "| new | moved | revoked | released | kept | held back by the cap |",

@@ -83,6 +83,7 @@ class RunOptions:
     config: RebalanceConfig
     lease_s: float = 900.0
     report_dir: Path | None = None
+    timezone: str = "Asia/Shanghai"  # the district's clock, for times in the report files
     reason: str = ""
     event_id: str | None = None  # the request event, recorded with the run: applied once
 
@@ -102,7 +103,7 @@ def options_from(settings: Settings, engine: MatchingEngine, *, trigger: str,
                                              change_penalty=settings.rebalance_change_penalty,
                                              max_moves=settings.rebalance_max_moves),
                       lease_s=settings.rebalance_lease_s,
-                      report_dir=settings.rebalance_report_dir)
+                      report_dir=settings.rebalance_report_dir, timezone=settings.timezone)
 
 
 # --- the run ------------------------------------------------------------------------------------
@@ -242,7 +243,7 @@ def _apply(store: Store, engine: MatchingEngine, run_id: str, options: RunOption
     if options.report_dir is not None:
         # Files are a convenience copy: written in the transaction's last step, so a failure
         # here still rolls the run back rather than leaving an unreported plan.
-        paths = write_report_files(report, options.report_dir)
+        paths = write_report_files(report, options.report_dir, options.timezone)
         progress("report written: " + ", ".join(str(p) for p in paths))
     return summary
 

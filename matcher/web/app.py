@@ -23,7 +23,7 @@ from matcher.domain.errors import (
 from matcher.services.desk import Desk
 from matcher.services.engine import MatchingEngine
 from matcher.settings import Settings
-from matcher.web import api, console, rebalance_pages
+from matcher.web import api, console, docs_pages, rebalance_pages
 from matcher.web.auth import SignInRequired
 
 STATIC = Path(__file__).parent / "static"
@@ -91,7 +91,8 @@ def build_web(engine: MatchingEngine, settings: Settings) -> FastAPI:
         description="Coordinators see and decide proposals in their own jurisdiction "
         "(their node's subtree of the hierarchy). Sign in with POST /api/session or "
         "HTTP Basic credentials.",
-        openapi_url="/api/openapi.json", docs_url="/api/docs", redoc_url=None,
+        # The docs page is docs_pages' own: it loads Swagger UI from static files, offline.
+        openapi_url="/api/openapi.json", docs_url=None, redoc_url=None,
     )
     web.state.desk = Desk(engine=engine, settings=settings)
     web.add_middleware(SessionMiddleware, secret_key=settings.session_secret,
@@ -104,5 +105,6 @@ def build_web(engine: MatchingEngine, settings: Settings) -> FastAPI:
     web.include_router(api.router)
     web.include_router(console.router)
     web.include_router(rebalance_pages.router)
+    web.include_router(docs_pages.router)
     web.mount("/console/static", StaticFiles(directory=STATIC), name="static")
     return web

@@ -12,11 +12,12 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from matcher.services.jurisdiction import Coordinator
+from matcher.services.oversight import grid_choices
 from matcher.services.rebalance_report import latest_reports
 from matcher.storage.coordination import CoordinationStore
 from matcher.storage.store import Store
 from matcher.web.auth import desk_of
-from matcher.web.console import _me, page
+from matcher.web.console import _activate, _me, page
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 RUNS_SHOWN = 7
@@ -25,6 +26,11 @@ RUNS_SHOWN = 7
 def _grid_paths(store: Store, _: Coordinator) -> dict[str, str]:
     """Path of every node (to tell which grids a coordinator covers)."""
     return CoordinationStore(store.conn).grid_paths()
+
+
+def _grid_names(store: Store, me: Coordinator) -> dict[str, str]:
+    """Registry names of the grids in the coordinator's subtree."""
+    return dict(grid_choices(store, me))
 
 
 def in_jurisdiction(report: dict[str, Any], me: Coordinator, paths: dict[str, str]
@@ -42,9 +48,11 @@ def in_jurisdiction(report: dict[str, Any], me: Coordinator, paths: dict[str, st
 @router.get("/rebalance")
 def rebalance_page(request: Request) -> HTMLResponse:
     """The latest rebalancing runs: summary, objective, fulfilment and the diff."""
+    _activate(request)
     me = _me(request)
     desk = desk_of(request)
     paths = desk.read(_grid_paths, me.username)
+    names = desk.read(_grid_names, me.username)
     reports = [in_jurisdiction(r, me, paths)
                for r in latest_reports(desk.engine.db, RUNS_SHOWN)]
-    return page(request, "rebalance.html", me=me, reports=reports)
+    return page(request, "rebalance.html", me=me, reports=reports, names=names)
