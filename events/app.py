@@ -20,6 +20,7 @@ from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from faststream.specification import AsyncAPI
 from prometheus_client import REGISTRY, make_asgi_app
 from sqlalchemy import Engine
+from starlette.responses import RedirectResponse
 
 from events.bootstrap import Services, build_services
 from events.deadletter import DeadLetters, dead_letter_middleware
@@ -140,8 +141,9 @@ def build_app(settings: Settings, *, db: Engine | None = None) -> EngineApp:
         broker,
         mounts=[("/api", services.web), ("/console", services.web)],
         asgi_routes=[("/health", make_ping_asgi(broker, timeout=5.0)),
-                     ("/metrics", make_asgi_app(REGISTRY))],
-        asyncapi_path="/asyncapi",
+                     ("/metrics", make_asgi_app(REGISTRY)),
+                     # The web app's page renders the document with self-hosted assets.
+                     ("/asyncapi", RedirectResponse("/api/asyncapi"))],
         specification=asyncapi_of(broker),
         on_startup=[on_startup], after_startup=[after_startup],
         on_shutdown=[on_shutdown], after_shutdown=[after_shutdown],

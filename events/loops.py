@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 from events.bootstrap import Services
 from events.publishers import Publishers
@@ -16,6 +17,9 @@ log = logging.getLogger("matcher.events")
 
 RELAY_BATCH = 500
 LOOP_TICK_S = 0.1
+# Under a flood of events, matching takes at most about a quarter of the process's time, so
+# ingest keeps up; on a quiet day a batch is short and its rest with it.
+REST_FACTOR = 3.0
 
 
 async def relay_outbox(services: Services, publishers: Publishers) -> None:
@@ -40,14 +44,19 @@ async def relay_outbox(services: Services, publishers: Publishers) -> None:
 
 
 async def match_continuously(services: Services) -> None:
-    """Every shard that changed is matched once its batch window has passed."""
+    """Every shard that changed is matched once its batch window has passed, and once it has
+    rested REST_FACTOR times as long as its last batch took."""
     engine, ownership = services.engine, services.ownership
+    rest_until: dict[str, float] = {}
     while True:
         await asyncio.sleep(LOOP_TICK_S)
         PENDING_SHARDS.set(engine.pending_shards())
         for shard in engine.due_shards(services.settings.batch_window_s):
             if not ownership.owns(shard):
                 continue  # another instance owns it and heard of the change too
+            if time.monotonic() < rest_until.get(shard, 0.0):
+                engine.mark_dirty({shard})
+                continue
             try:
                 report = await asyncio.to_thread(engine.match_shard, shard)
             except asyncio.CancelledError:
@@ -57,6 +66,7 @@ async def match_continuously(services: Services) -> None:
                 engine.mark_dirty({shard})
                 await asyncio.sleep(1.0)
                 continue
+            rest_until[shard] = time.monotonic() + REST_FACTOR * report.total_s
             BATCH_SECONDS.labels(shard=shard).observe(report.total_s)
             PROPOSALS.labels(shard=shard).inc(report.proposals)
             log.info("matching batch done", extra=report.__dict__)

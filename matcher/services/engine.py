@@ -30,9 +30,19 @@ from matcher.services.outbound import queue
 from matcher.storage.store import OutboxRow, Store, snapshot, unit_of_work
 from schemas.common import Level
 from schemas.internal import ShardChange, ShardChanged
+from schemas.matches import MatchDecided, MatchFulfilled
+from schemas.needs import CaseOpened
+from schemas.offers import OfferPublished
 from schemas.topics import Topics
 
 Clock = Callable[[], datetime]
+
+# Events whose handlers only add rows through the store and read through its caches: their
+# inserts may wait for one statement per table at the end of the poll.
+ONLY_NEW_ROWS: frozenset[type] = frozenset({OfferPublished, CaseOpened})
+
+# Events whose handling may be refused after something was written (see `ingest_batch`).
+MAY_REFUSE_AFTER_WRITING: frozenset[type] = frozenset({MatchDecided, MatchFulfilled})
 
 
 def utc_now() -> datetime:
@@ -94,27 +104,37 @@ class MatchingEngine:
     def ingest_batch(self, batch: Sequence[Incoming]) -> list[Outcome]:
         """Apply a poll's events in one transaction, each in its own savepoint.
 
-        An event the rules refuse is rolled back alone and reported as Refused; the others
-        commit together. Each stays idempotent by its event id. Any other error rolls the
-        whole batch back and propagates (the caller retries it).
+        An event the rules refuse leaves nothing behind and is reported as Refused; the
+        others commit together. Registry, offer and case handlers check everything before
+        they write; decisions and fulfilment reports go through the decision service, which
+        may refuse after a first write, so each of those runs in a savepoint of its own.
+        Each event stays idempotent by its event id. Any other error rolls the whole batch
+        back and propagates (the caller retries it).
         """
         ctx = Context(topics=self.topics, shard_level=self.shard_level)
         outcomes: list[Outcome] = []
         with self.writing() as store:
             store.look_up_seen([str(incoming.event.event_id) for incoming in batch])
+            store.look_up_absent(
+                offer_ids=[i.event.payload.offer_id for i in batch
+                           if isinstance(i.event, OfferPublished)],
+                case_ids=[i.event.payload.case_id for i in batch
+                          if isinstance(i.event, CaseOpened)])
             for incoming in batch:
-                savepoint = store.conn.begin_nested()
+                if type(incoming.event) not in ONLY_NEW_ROWS:
+                    store.flush()  # its handler may read anything held back so far
+                savepoint = (store.conn.begin_nested()
+                             if type(incoming.event) in MAY_REFUSE_AFTER_WRITING else None)
                 try:
                     applied = apply_event(incoming.event, store, ctx, topic=incoming.topic,
                                           partition=incoming.partition, offset=incoming.offset)
                 except DomainError as error:
-                    savepoint.rollback()
+                    if savepoint is not None:
+                        savepoint.rollback()
                     outcomes.append(Refused(error))
                     continue
-                except BaseException:
-                    savepoint.rollback()
-                    raise
-                savepoint.commit()
+                if savepoint is not None:
+                    savepoint.commit()
                 outcomes.append(applied)
             self.announce(store, ctx.changed_shards)
         self.mark_dirty(ctx.changed_shards)

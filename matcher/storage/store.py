@@ -153,6 +153,12 @@ class Store:
         self._nodes: dict[str, NodeRow | None] = {}
         self._seen: dict[str, bool] = {}
         self._audit: list[dict[str, Any]] = []  # written in one statement by `flush`
+        self._absent: dict[str, set[str]] = {"offers": set(), "cases": set()}
+        self._partners: dict[str, str | None] = {}
+        # New offers and cases are inserted together by `flush` (see `hold_back_inserts`).
+        self._new_offers: dict[str, dict[str, Any]] = {}
+        self._new_cases: dict[str, dict[str, Any]] = {}
+        self._new_items: list[dict[str, Any]] = []
 
     def _upsert(self, table: Table, key: dict[str, Any], values: dict[str, Any],
                 on_create: dict[str, Any] | None = None) -> bool:
@@ -202,11 +208,25 @@ class Store:
             "occurred_at": occurred_at, "applied_at": applied_at, "summary": summary})
         self._seen[event_id] = True
 
+    def look_up_absent(self, *, offer_ids: Sequence[str] = (),
+                       case_ids: Sequence[str] = ()) -> None:
+        """Find out at once which of these offers and cases do not exist yet (a poll's new
+        ones), so that checking each of them costs no query."""
+        for kind, column, ids in (("offers", offers.c.offer_id, offer_ids),
+                                  ("cases", cases.c.case_id, case_ids)):
+            for chunk in _chunks(sorted(set(ids))):
+                found = set(self.conn.execute(select(column).where(column.in_(chunk))).scalars())
+                self._absent[kind].update(set(chunk) - found)
+
     def flush(self) -> None:
-        """Write what was held back for one statement (the audit rows)."""
-        if self._audit:
-            self.conn.execute(insert(audit_log), self._audit)
-            self._audit = []
+        """Write what was held back, one statement per table: new offers, new cases and
+        their items, audit rows. Call it before any statement that may read them directly."""
+        for table, rows in ((offers, list(self._new_offers.values())),
+                            (cases, list(self._new_cases.values())),
+                            (need_items, self._new_items), (audit_log, self._audit)):
+            if rows:
+                self.conn.execute(insert(table), rows)
+        self._new_offers, self._new_cases, self._new_items, self._audit = {}, {}, [], []
 
     # --- hierarchy and partners --------------------------------------------------------------
 
@@ -232,9 +252,10 @@ class Store:
 
     def partner_home(self, partner_id: str) -> str | None:
         """Home node of a registered partner, or None if not registered."""
-        home: str | None = self.conn.execute(
-            _PARTNER_HOME, {"k_partner_id": partner_id}).scalar_one_or_none()
-        return home
+        if partner_id not in self._partners:
+            self._partners[partner_id] = self.conn.execute(
+                _PARTNER_HOME, {"k_partner_id": partner_id}).scalar_one_or_none()
+        return self._partners[partner_id]
 
     def upsert_partner(self, *, partner_id: str, name: str, kind: str, home_node_id: str,
                        at: datetime) -> None:
@@ -242,6 +263,7 @@ class Store:
         self._upsert(partners, {"partner_id": partner_id},
                      dict(name=name, kind=kind, home_node_id=home_node_id),
                      on_create={"registered_at": at})
+        self._partners.pop(partner_id, None)
 
     def count_partners(self) -> int:
         """How many partners are registered."""
@@ -251,6 +273,11 @@ class Store:
 
     def offer(self, offer_id: str) -> OfferRow | None:
         """The offer with this id, if known."""
+        if offer_id in self._new_offers:
+            return OfferRow(**{name: self._new_offers[offer_id][name]
+                               for name in OfferRow.__dataclass_fields__})
+        if offer_id in self._absent["offers"]:
+            return None
         row = self.conn.execute(_select_row(offers, ("offer_id",), OfferRow),
                                 {"k_offer_id": offer_id}).first()
         return OfferRow(**row._mapping) if row else None
@@ -260,13 +287,14 @@ class Store:
                    expires_at: datetime | None, payload: dict[str, Any], at: datetime,
                    live_until: datetime | None = None, new: bool = False) -> None:
         """Create or replace an offer (`live_until`: when it stops being matchable; `new`:
-        the caller knows it does not exist yet)."""
+        the caller knows it does not exist yet: it is inserted at `flush`)."""
         values = dict(partner_id=partner_id, kind=kind, version=version, status=status,
                       node_id=node_id, shard=shard, capacity=capacity, unit=unit,
                       expires_at=expires_at, payload=payload, updated_at=at,
                       live_until=live_until)
+        self._absent["offers"].discard(offer_id)
         if new:
-            self.conn.execute(insert(offers), {"offer_id": offer_id, **values})
+            self._new_offers[offer_id] = {"offer_id": offer_id, **values}
         else:
             self._upsert(offers, {"offer_id": offer_id}, values)
 
@@ -292,6 +320,11 @@ class Store:
 
     def case(self, case_id: str) -> CaseRow | None:
         """The case with this id, if known."""
+        if case_id in self._new_cases:
+            return CaseRow(**{name: self._new_cases[case_id][name]
+                              for name in CaseRow.__dataclass_fields__})
+        if case_id in self._absent["cases"]:
+            return None
         row = self.conn.execute(_select_row(cases, ("case_id",), CaseRow),
                                 {"k_case_id": case_id}).first()
         return CaseRow(**row._mapping) if row else None
@@ -301,15 +334,16 @@ class Store:
                   at: datetime, new: bool = False) -> None:
         """Create or replace a case and its items (items not listed any more are closed).
 
-        `new`: the caller knows the case does not exist yet, so it is simply inserted.
+        `new`: the caller knows the case does not exist yet: it is inserted at `flush`.
         """
         values = dict(grid_id=grid_id, shard=shard, version=version, status="open",
                       beneficiary=beneficiary, pseudonym=beneficiary.get("pseudonym"),
                       updated_at=at)
+        self._absent["cases"].discard(case_id)
         if new:
-            self.conn.execute(insert(cases), {"case_id": case_id, **values, "opened_at": at})
-            self.conn.execute(insert(need_items), [{**item, "case_id": case_id, "status": "open"}
-                                                   for item in items])
+            self._new_cases[case_id] = {"case_id": case_id, **values, "opened_at": at}
+            self._new_items.extend({**item, "case_id": case_id, "status": "open"}
+                                   for item in items)
             return
         created = self._upsert(cases, {"case_id": case_id}, values, on_create={"opened_at": at})
         if not created:
