@@ -159,11 +159,16 @@ def test_sensitive_attributes_show_on_the_case_page_inside_the_jurisdiction(
     assert "diabetic" in page.text
 
 
-def _csrf(client: TestClient) -> str:
-    page = client.get("/console/queue")
+def _csrf(client: TestClient, url: str = "/console/queue") -> str:
+    page = client.get(url)
     marker = 'name="csrf" value="'
     start = page.text.index(marker) + len(marker)
     return page.text[start:page.text.index('"', start)]
+
+
+def sign_in_csrf(client: TestClient) -> str:
+    """The CSRF token the sign-in form carries (showing the form sets it)."""
+    return _csrf(client, "/console/sign-in")
 
 
 # --- authentication ----------------------------------------------------------------------------
@@ -182,7 +187,8 @@ def test_wrong_password_is_refused(anonymous: TestClient) -> None:
     response = anonymous.post("/api/session", json={"username": "c-grid",
                                                     "password": "wrong"})
     assert response.status_code == 401
-    page = anonymous.post("/console/sign-in", data={"username": "c-grid", "password": "x"})
+    page = anonymous.post("/console/sign-in", data={"username": "c-grid", "password": "x",
+                                                    "csrf": sign_in_csrf(anonymous)})
     assert page.status_code == 401
     assert "wrong password" in page.text
 
@@ -200,7 +206,8 @@ def test_http_basic_credentials_work_for_the_api(
 def test_console_sign_in_then_queue(anonymous: TestClient) -> None:
     response = anonymous.post("/console/sign-in", follow_redirects=False,
                               data={"username": "c-ws", "password": PASSWORD,
-                                    "next": "https://evil.example/"})
+                                    "next": "https://evil.example/",
+                                    "csrf": sign_in_csrf(anonymous)})
     assert response.status_code == 303
     assert response.headers["location"] == "/console/queue"
     assert "C-WS" in anonymous.get("/console/queue").text
