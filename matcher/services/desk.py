@@ -25,7 +25,11 @@ from matcher.services.coordinators import (
 )
 from matcher.services.decisions import DecisionResult, SweepReport
 from matcher.services.engine import MatchingEngine
-from matcher.services.jurisdiction import Coordinator, active_coordinator
+from matcher.services.jurisdiction import (
+    Coordinator,
+    active_coordinator,
+    require_proposal_in_jurisdiction,
+)
 from matcher.settings import Settings
 from matcher.storage.store import Store, unit_of_work
 from schemas.matches import Decision
@@ -78,6 +82,10 @@ class Desk:
         """Apply a coordinator's decision made over HTTP, audited under a fresh id."""
         try:
             with self.engine.writing() as store:
+                # Before any other check, so a stale or unknown proposal outside the
+                # jurisdiction is refused exactly like one that does not exist.
+                require_proposal_in_jurisdiction(store, active_coordinator(store, username),
+                                                 proposal_id)
                 result = decisions.decide(
                     store, decision=decision, proposal_id=proposal_id, coordinator_id=username,
                     reason=reason, clock=self.engine.clock, topics=self.engine.topics,

@@ -182,6 +182,14 @@ def get_offer(offer_id: EntityId, username: Username, request: Request) -> overs
         store, c, offer_id, now=desk.engine.clock()), username)
 
 
+@router.get("/partners/{partner_id}", response_model=oversight.PartnerView)
+def get_partner(partner_id: EntityId, username: Username,
+                request: Request) -> oversight.PartnerView:
+    """A partner attached in my jurisdiction or with an offer based in or serving it."""
+    return desk_of(request).read(
+        lambda store, c: oversight.partner_view(store, c, partner_id), username)
+
+
 @router.get("/unmatched", response_model=list[oversight.UnmatchedNeed])
 def unmatched(username: Username, request: Request,
               grid_id: Annotated[str | None, Query(max_length=80)] = None,

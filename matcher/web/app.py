@@ -22,6 +22,7 @@ from matcher.domain.errors import (
 )
 from matcher.services.desk import Desk
 from matcher.services.engine import MatchingEngine
+from matcher.services.jurisdiction import NotFoundHere
 from matcher.settings import Settings
 from matcher.web import api, console, rebalance_pages
 from matcher.web.auth import SignInRequired
@@ -30,8 +31,9 @@ from matcher.web.throttle import SignInThrottle, TooManySignIns, VerifiedCredent
 
 STATIC = Path(__file__).parent / "static"
 
-# Domain refusals as HTTP statuses; anything else refused is a 400.
+# Domain refusals as HTTP statuses (first match wins); anything else refused is a 400.
 STATUS = {
+    NotFoundHere: 404,  # unknown or outside the jurisdiction: the same answer for both
     NotInJurisdiction: 403,
     ProposalNotFound: 404,
     UnknownReference: 404,

@@ -203,7 +203,7 @@ def stats(request: Request) -> HTMLResponse:
 
 
 def console_error(request: Request, status_code: int, title: str, reason: str) -> Response:
-    """A friendly error page (403 outside the jurisdiction, 404, 409...)."""
+    """A friendly error page (404 unknown or outside the jurisdiction, 409...)."""
     if status_code == 401:
         return _see_other("/console/sign-in?" + urlencode({"next": str(request.url.path)}))
     me = None
