@@ -108,6 +108,14 @@ class Settings(BaseSettings):
         description="Believe X-Forwarded-Proto and X-Forwarded-For (only behind a reverse "
         "proxy that sets them).")
 
+    # Start-up: `matcher run` waits for the broker instead of exiting
+    startup_retry_initial_s: float = Field(
+        default=1.0, gt=0, description="First pause before retrying an unreachable broker.")
+    startup_retry_max_s: float = Field(
+        default=30.0, gt=0, description="Longest pause between start-up attempts (doubling).")
+    startup_retry_attempts: int = Field(
+        default=0, ge=0, description="Start-up attempts before giving up (0: keep trying).")
+
     # Rebalancing (issue 5): the nightly re-optimisation of the whole district
     rebalance_at: str = Field(default="02:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$",
                               description="Local time (HH:MM) of the nightly rebalancing run.")
