@@ -35,8 +35,9 @@ class Envelope(WireModel):
         examples=[1],
     )
     occurred_at: AwareDatetime = Field(
-        description="When the fact happened at the producer, with offset; from 2020 on. "
-        "Every other moment in the event lies between 2000 and a year after it.",
+        description="When the fact happened at the producer, with offset. In events sent to "
+        "the engine: from 2020 on, and every other moment in the event lies between 2000 and "
+        "a year after it.",
         examples=["2026-11-30T08:15:00+08:00"],
     )
     producer: Identifier = Field(
@@ -51,8 +52,15 @@ class Envelope(WireModel):
         examples=["sim-day-2026-11-30"],
     )
 
+
+
+class InboundEnvelope(Envelope):
+    """The envelope of events the engine consumes from partners, grids and coordinators: their
+    moments must be plausible. (The engine's own events follow its clock, which may differ
+    from the times it plans for, so they are not held to this.)"""
+
     @model_validator(mode="after")
-    def _plausible_moments(self) -> Envelope:
+    def _plausible_moments(self) -> InboundEnvelope:
         """Refuse dates no partner or grid worker could mean (1969, year 9999...)."""
         if not EARLIEST_OCCURRED_AT <= self.occurred_at < LATEST_OCCURRED_AT:
             raise ValueError(f"occurred_at {self.occurred_at.isoformat()} is not between "

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field, TypeAdapter
 
 from schemas.common import MAX_AMOUNT, Identifier, Number, TimeWindow, WireModel
-from schemas.envelope import Envelope
+from schemas.envelope import Envelope, InboundEnvelope
 from schemas.offers import OfferKind
 
 
@@ -110,7 +110,7 @@ class DecisionPayload(WireModel):
                         examples=["volunteer lives too far for a weekly visit"])
 
 
-class MatchDecided(Envelope):
+class MatchDecided(InboundEnvelope):
     """A coordinator decided on a proposal."""
 
     event_type: Literal["match.decided"] = Field(
@@ -140,7 +140,7 @@ class FulfilmentPayload(WireModel):
                       examples=["stayed for tea"])
 
 
-class MatchFulfilled(Envelope):
+class MatchFulfilled(InboundEnvelope):
     """A partner reported the outcome of an approved match."""
 
     event_type: Literal["match.fulfilled"] = Field(

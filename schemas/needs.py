@@ -17,7 +17,7 @@ from schemas.common import (
     TimeWindow,
     WireModel,
 )
-from schemas.envelope import Envelope
+from schemas.envelope import InboundEnvelope
 from schemas.offers import BeneficiaryGroup, OfferKind
 
 
@@ -152,7 +152,7 @@ class Closure(WireModel):
                         examples=["moved to a care home"])
 
 
-class CaseOpened(Envelope):
+class CaseOpened(InboundEnvelope):
     """A grid worker opened a case."""
 
     event_type: Literal["case.opened"] = Field(
@@ -161,7 +161,7 @@ class CaseOpened(Envelope):
     payload: Case = Field(description="The case.")
 
 
-class CaseUpdated(Envelope):
+class CaseUpdated(InboundEnvelope):
     """A grid worker replaced a case with a newer version."""
 
     event_type: Literal["case.updated"] = Field(
@@ -170,7 +170,7 @@ class CaseUpdated(Envelope):
     payload: Case = Field(description="The whole new version of the case.")
 
 
-class CaseClosed(Envelope):
+class CaseClosed(InboundEnvelope):
     """A grid worker closed a case."""
 
     event_type: Literal["case.closed"] = Field(

@@ -17,7 +17,7 @@ from schemas.common import (
     TimeWindow,
     WireModel,
 )
-from schemas.envelope import Envelope
+from schemas.envelope import InboundEnvelope
 
 
 class OfferKind(StrEnum):
@@ -174,7 +174,7 @@ class Withdrawal(WireModel):
                         examples=["volunteer fell ill"])
 
 
-class OfferPublished(Envelope):
+class OfferPublished(InboundEnvelope):
     """A partner published a new offer."""
 
     event_type: Literal["offer.published"] = Field(
@@ -184,7 +184,7 @@ class OfferPublished(Envelope):
     payload: Offer = Field(description="The offer.")
 
 
-class OfferUpdated(Envelope):
+class OfferUpdated(InboundEnvelope):
     """A partner replaced an offer with a newer version."""
 
     event_type: Literal["offer.updated"] = Field(
@@ -193,7 +193,7 @@ class OfferUpdated(Envelope):
     payload: Offer = Field(description="The whole new version of the offer.")
 
 
-class OfferWithdrawn(Envelope):
+class OfferWithdrawn(InboundEnvelope):
     """A partner withdrew an offer."""
 
     event_type: Literal["offer.withdrawn"] = Field(

@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import Field, TypeAdapter
 
 from schemas.common import AwareDatetime, Count, Flag, Identifier, Number, WireModel
-from schemas.envelope import Envelope
+from schemas.envelope import Envelope, InboundEnvelope
 
 
 class RebalanceRequest(WireModel):
@@ -26,7 +26,7 @@ class RebalanceRequest(WireModel):
                         examples=["large goods donation arrived this afternoon"])
 
 
-class RebalanceRequested(Envelope):
+class RebalanceRequested(InboundEnvelope):
     """Someone asked the engine to re-optimise the district now rather than tonight."""
 
     event_type: Literal["rebalance.requested"] = Field(

@@ -124,3 +124,20 @@ def test_depth_counts_structure_not_brackets_inside_strings() -> None:
 async def test_ordinary_events_still_decode() -> None:
     body = f.encode(goods_case())
     assert await json_decoder(_Message(body)) == json.loads(body)  # type: ignore[arg-type]
+
+
+def test_the_engines_own_events_follow_its_clock_not_the_partners_horizon() -> None:
+    from datetime import UTC, datetime
+
+    from schemas.matches import MatchProposed
+
+    offer_window = {"start": "2030-06-03T09:00:00+08:00", "end": "2030-06-03T11:00:00+08:00"}
+    proposed = MatchProposed.model_validate({
+        "event_id": "6f1c2b9e-3d4a-4f5b-9c1d-2e3f4a5b6c7d",
+        "occurred_at": datetime(2026, 12, 1, tzinfo=UTC), "producer": "charity-matcher",
+        "payload": {"proposal_id": "p1", "case_id": "c1", "item_id": "i1", "grid_id": "g1",
+                    "offer_id": "o1", "partner_id": "p1", "kind": "goods", "amount": 2,
+                    "unit": "kg", "window": offer_window, "score": 1.0,
+                    "explanation": {"rules_passed": [], "score_terms": [],
+                                    "solver_status": "OPTIMAL"}}})
+    assert proposed.payload.window is not None
