@@ -1,6 +1,6 @@
 """server-side coordinator sessions and API tokens
 
-Revision ID: 0004
+Revision ID: 0004_security
 Revises: 0003
 Create Date: 2026-12-02 02:00:00
 """
@@ -12,7 +12,9 @@ from alembic import op
 
 import matcher.storage.tables
 
-revision = "0004"
+# An id of its own, so it never collides with another branch's 0004: when both are merged,
+# point down_revision at the other 0004 so the history stays one line.
+revision = "0004_security"
 down_revision = "0003"
 branch_labels = None
 depends_on = None
