@@ -121,10 +121,16 @@ async def test_records_at_the_size_limit_are_dead_lettered_and_the_next_event_ap
     inflated = b"\x01" + b"z" * 5_000_000  # ~5 KB gzipped, 5 MB once decompressed
     secret_case = f.case("c2")
     secret_case["payload"]["version"] = "1"
+    registry = [*f.hierarchy(), f.partner("p1")]
+
+    def registered() -> bool:
+        with unit_of_work(app.engine.db) as store:
+            return store.count("audit_log") == len(registry)
+
     async with running(app):
         await produce(kafka_bootstrap, topics.registry,
-                      [(REGISTRY_KEY.encode(), f.encode(e))
-                       for e in [*f.hierarchy(), f.partner("p1")]])
+                      [(REGISTRY_KEY.encode(), f.encode(e)) for e in registry])
+        await wait_for(registered, what="registry applied")  # cases need their grid
         await produce_big(kafka_bootstrap, topics.needs, b"c1", at_limit)
         await produce_big(kafka_bootstrap, topics.needs, b"c1", inflated, compression="gzip")
         await produce(kafka_bootstrap, topics.needs,
