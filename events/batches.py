@@ -17,7 +17,7 @@ from aiokafka.structs import ConsumerRecord
 from faststream.kafka.message import KafkaMessage
 from pydantic import TypeAdapter, ValidationError
 
-from events.codec import describe_validation_error, safe_header
+from events.codec import MAX_JSON_DEPTH, describe_validation_error, nests_too_deep, safe_header
 
 Record: TypeAlias = ConsumerRecord[Any, Any]
 
@@ -62,6 +62,9 @@ def batch_decoder(adapter: TypeAdapter[Any]) -> Callable[..., Awaitable[Any]]:
 def decode_record(record: Record, adapter: TypeAdapter[Any]) -> Decoded:
     """Parse and validate one record in one pass (pydantic's own JSON parser, which also
     bounds nesting); never raises."""
+    if record.value and nests_too_deep(record.value):
+        return Decoded(record, None, "not_json",
+                       f"message value nests deeper than {MAX_JSON_DEPTH} levels")
     try:
         return Decoded(record, adapter.validate_json(record.value or b""))
     except ValidationError as error:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -17,6 +18,37 @@ from faststream.kafka.message import KafkaMessage
 from pydantic import ValidationError
 
 MAX_ERRORS_SHOWN = 5
+# No wire contract nests deeper than about 8; json.loads on 10,000 levels costs seconds and
+# ends in RecursionError, so deeper values are refused before parsing.
+MAX_JSON_DEPTH = 64
+_STRUCTURE = re.compile(rb'["\\\[\]{}]')
+_OPENERS = frozenset(b"[{")
+
+
+def nests_too_deep(body: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether JSON text opens more than `limit` arrays/objects inside each other."""
+    if body.count(b"[") + body.count(b"{") <= limit:
+        return False  # cannot nest deeper than it has brackets
+    depth, in_string, skip = 0, False, -1
+    for match in _STRUCTURE.finditer(body):
+        position = match.start()
+        if position == skip:
+            continue  # the character after a backslash is escaped
+        char = body[position]
+        if in_string:
+            if char == 0x5C:  # backslash
+                skip = position + 1
+            elif char == 0x22:  # closing quote
+                in_string = False
+        elif char == 0x22:
+            in_string = True
+        elif char in _OPENERS:
+            depth += 1
+            if depth > limit:
+                return True
+        else:
+            depth -= 1
+    return False
 
 
 def safe_header(value: bytes | None) -> bytes:
@@ -43,6 +75,8 @@ def json_or_bytes(body: bytes | None) -> Any:
     """JSON if the body is JSON, else the raw bytes (validation then refuses them)."""
     if body is None:
         return None
+    if nests_too_deep(body):
+        return body
     try:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError):
@@ -62,6 +96,8 @@ def describe_validation_error(error: ValidationError, body: bytes | None, *, ski
     """
     if not body:
         return "empty", "message has no value"
+    if nests_too_deep(body):
+        return "not_json", f"message value nests deeper than {MAX_JSON_DEPTH} levels"
     try:
         json.loads(body)
     except UnicodeDecodeError:

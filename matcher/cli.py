@@ -35,11 +35,16 @@ ASYNCAPI_FILE = PROJECT_ROOT / "docs" / "asyncapi.json"
 def run() -> None:
     """Run the engine service: consume, match, publish; health and metrics over HTTP."""
     from events.app import build_app
-    from matcher.runner import serve
+    from matcher.runner import BrokerUnreachable, serve_retrying
 
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_json)
-    asyncio.run(serve(build_app(settings)))
+    try:
+        # Waits for the broker with backoff (a broker starting after us is normal).
+        asyncio.run(serve_retrying(lambda: build_app(settings), settings))
+    except BrokerUnreachable as gave_up:
+        console.print(f"[red]{gave_up}[/red]")
+        raise typer.Exit(3) from gave_up
 
 
 @app.command()

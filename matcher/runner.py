@@ -4,11 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import uvicorn
+from aiokafka import AIOKafkaClient
+from aiokafka.errors import KafkaError
+from uvicorn.config import STARTUP_FAILURE
 
 from events.app import EngineApp
+from matcher.settings import Settings
+
+log = logging.getLogger("matcher.runner")
+Sleep = Callable[[float], Awaitable[None]]
+PROBE_TIMEOUT_MS = 5_000
+
+
+class BrokerUnreachable(RuntimeError):
+    """The broker did not answer within the configured start-up attempts."""
 
 
 def uvicorn_server(app: EngineApp) -> uvicorn.Server:
@@ -21,6 +34,65 @@ def uvicorn_server(app: EngineApp) -> uvicorn.Server:
 async def serve(app: EngineApp) -> None:
     """Run until interrupted (SIGINT/SIGTERM stop it cleanly)."""
     await uvicorn_server(app).serve()
+
+
+def backoff(settings: Settings) -> Iterator[tuple[int, float]]:
+    """(attempt, pause after it): doubling from the initial pause up to the longest one."""
+    pause, attempt = settings.startup_retry_initial_s, 1
+    while not settings.startup_retry_attempts or attempt <= settings.startup_retry_attempts:
+        yield attempt, pause
+        pause, attempt = min(pause * 2, settings.startup_retry_max_s), attempt + 1
+
+
+async def broker_problem(bootstrap: str) -> str | None:
+    """Why the broker cannot be reached, or None when it answers."""
+    client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=PROBE_TIMEOUT_MS)
+    try:
+        await client.bootstrap()
+    except (KafkaError, OSError) as error:
+        return f"{type(error).__name__}: {error}"
+    finally:
+        await client.close()
+    return None
+
+
+async def wait_for_broker(settings: Settings, sleep: Sleep = asyncio.sleep) -> None:
+    """Return once the broker answers; log each failed attempt and retry with backoff."""
+    bootstrap = settings.kafka_bootstrap_servers
+    for attempt, pause in backoff(settings):
+        problem = await broker_problem(bootstrap)
+        if problem is None:
+            if attempt > 1:
+                log.info("broker reachable", extra={"bootstrap": bootstrap, "attempt": attempt})
+            return
+        log.warning("broker unreachable at start-up; retrying", extra={
+            "bootstrap": bootstrap, "attempt": attempt, "retry_in_s": pause,
+            "error": problem})
+        await sleep(pause)
+    raise BrokerUnreachable(f"broker {bootstrap} unreachable after "
+                            f"{settings.startup_retry_attempts} attempts")
+
+
+async def serve_retrying(build: Callable[[], EngineApp], settings: Settings,
+                         sleep: Sleep = asyncio.sleep) -> None:
+    """Wait for the broker, then serve; a start-up that fails because the broker went away
+    again is retried with a fresh app (other start-up failures exit as before)."""
+    for attempt, pause in backoff(settings):
+        await wait_for_broker(settings, sleep)
+        try:
+            await serve(build())
+            return
+        except SystemExit as stopped:
+            # uvicorn exits with STARTUP_FAILURE when the app's start-up raised.
+            if stopped.code != STARTUP_FAILURE:
+                raise
+            problem = await broker_problem(settings.kafka_bootstrap_servers)
+            if problem is None:
+                raise
+            log.warning("engine start-up failed: broker unreachable; retrying", extra={
+                "attempt": attempt, "retry_in_s": pause, "error": problem})
+            await sleep(pause)
+    raise BrokerUnreachable("engine start-up kept failing with the broker unreachable")
 
 
 @contextlib.asynccontextmanager

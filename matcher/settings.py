@@ -89,6 +89,37 @@ class Settings(BaseSettings):
     sweep_interval_s: float = Field(default=60.0, gt=0,
                                     description="How often pending proposals are swept.")
 
+    # Console and API security: sign-in throttling, sessions, tokens, HTTPS detection
+    sign_in_window_s: float = Field(
+        default=60.0, gt=0,
+        description="Window over which failed sign-ins are counted, per account and address.")
+    sign_in_max_failures: int = Field(
+        default=10, ge=1, le=10,
+        description="Sign-in attempts refused with 429 once this many failed in the window.")
+    session_max_age_s: float = Field(default=8 * 3600, gt=0,
+                                     description="Lifetime of a console session or API token.")
+    basic_cache_ttl_s: float = Field(
+        default=60.0, ge=0,
+        description="How long a verified HTTP Basic credential is remembered (0: never), "
+        "so argon2 does not run on every API call.")
+    basic_cache_size: int = Field(default=1024, ge=1,
+                                  description="Most HTTP Basic credentials remembered at once.")
+    password_checks_at_once: int = Field(
+        default=4, ge=1,
+        description="Most argon2 verifications running at the same time (each takes ~64 MiB).")
+    trust_forwarded_headers: bool = Field(
+        default=False,
+        description="Believe X-Forwarded-Proto and X-Forwarded-For (only behind a reverse "
+        "proxy that sets them).")
+
+    # Start-up: `matcher run` waits for the broker instead of exiting
+    startup_retry_initial_s: float = Field(
+        default=1.0, gt=0, description="First pause before retrying an unreachable broker.")
+    startup_retry_max_s: float = Field(
+        default=30.0, gt=0, description="Longest pause between start-up attempts (doubling).")
+    startup_retry_attempts: int = Field(
+        default=0, ge=0, description="Start-up attempts before giving up (0: keep trying).")
+
     # Rebalancing (issue 5): the nightly re-optimisation of the whole district
     rebalance_at: str = Field(default="02:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$",
                               description="Local time (HH:MM) of the nightly rebalancing run.")

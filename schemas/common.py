@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    AllowInfNan,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    model_validator,
+)
 
 Identifier = Annotated[
     str,
@@ -22,6 +31,34 @@ def _aware(value: datetime) -> datetime:
 
 
 AwareDatetime = Annotated[datetime, AfterValidator(_aware)]
+
+# Numbers and flags on the wire are what they say: "2" is not a quantity, 1 is not true, and
+# NaN or infinity is no amount. Only these fields are strict: FastStream validates decoded
+# JSON in python mode, so datetimes and enums must still parse from their strings.
+Number = Annotated[float, Strict(), AllowInfNan(False)]
+Count = Annotated[int, Strict()]
+Flag = Annotated[bool, Strict()]
+MAX_VERSION = 2**31 - 1  # versions fit the database's integer columns
+MAX_AMOUNT = 1_000_000.0  # more than any lot, week or report the union has seen
+
+# Plausible moments: the union's records start in 2020; nothing is planned before 2000, nor
+# more than a year beyond the event that announces it.
+EARLIEST_OCCURRED_AT = datetime(2020, 1, 1, tzinfo=UTC)
+LATEST_OCCURRED_AT = datetime(2100, 1, 1, tzinfo=UTC)
+EARLIEST_MOMENT = datetime(2000, 1, 1, tzinfo=UTC)
+HORIZON = timedelta(days=366)
+
+
+def moments(value: Any, where: str = "payload") -> Iterator[tuple[str, datetime]]:
+    """Every datetime inside a wire model, with its dotted location."""
+    if isinstance(value, datetime):
+        yield where, value
+    elif isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            yield from moments(getattr(value, name), f"{where}.{name}")
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            yield from moments(item, f"{where}.{index}")
 
 
 class WireModel(BaseModel):
@@ -42,8 +79,8 @@ class Level(StrEnum):
 class Location(WireModel):
     """A point on the map (WGS84)."""
 
-    lat: float = Field(ge=-90, le=90, description="Latitude in degrees.", examples=[30.2741])
-    lon: float = Field(ge=-180, le=180, description="Longitude in degrees.", examples=[120.1551])
+    lat: Number = Field(ge=-90, le=90, description="Latitude in degrees.", examples=[30.2741])
+    lon: Number = Field(ge=-180, le=180, description="Longitude in degrees.", examples=[120.1551])
 
 
 class TimeWindow(WireModel):

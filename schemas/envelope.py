@@ -5,9 +5,18 @@ from __future__ import annotations
 from typing import Final, Literal
 from uuid import UUID
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from schemas.common import AwareDatetime, Identifier, WireModel
+from schemas.common import (
+    EARLIEST_MOMENT,
+    EARLIEST_OCCURRED_AT,
+    HORIZON,
+    LATEST_OCCURRED_AT,
+    AwareDatetime,
+    Identifier,
+    WireModel,
+    moments,
+)
 
 SCHEMA_VERSION: Final = 1
 
@@ -26,7 +35,9 @@ class Envelope(WireModel):
         examples=[1],
     )
     occurred_at: AwareDatetime = Field(
-        description="When the fact happened at the producer, with offset.",
+        description="When the fact happened at the producer, with offset. In events sent to "
+        "the engine: from 2020 on, and every other moment in the event lies between 2000 and "
+        "a year after it.",
         examples=["2026-11-30T08:15:00+08:00"],
     )
     producer: Identifier = Field(
@@ -40,3 +51,26 @@ class Envelope(WireModel):
         description="Id tying together events of one conversation, echoed on events caused by it.",
         examples=["sim-day-2026-11-30"],
     )
+
+
+
+class InboundEnvelope(Envelope):
+    """The envelope of events the engine consumes from partners, grids and coordinators: their
+    moments must be plausible. (The engine's own events follow its clock, which may differ
+    from the times it plans for, so they are not held to this.)"""
+
+    @model_validator(mode="after")
+    def _plausible_moments(self) -> InboundEnvelope:
+        """Refuse dates no partner or grid worker could mean (1969, year 9999...)."""
+        if not EARLIEST_OCCURRED_AT <= self.occurred_at < LATEST_OCCURRED_AT:
+            raise ValueError(f"occurred_at {self.occurred_at.isoformat()} is not between "
+                             f"{EARLIEST_OCCURRED_AT:%Y} and {LATEST_OCCURRED_AT:%Y}")
+        latest = self.occurred_at + HORIZON
+        for where, moment in moments(getattr(self, "payload", None)):
+            if moment < EARLIEST_MOMENT:
+                raise ValueError(f"{where} {moment.isoformat()} is before "
+                                 f"{EARLIEST_MOMENT:%Y}")
+            if moment > latest:
+                raise ValueError(f"{where} {moment.isoformat()} is more than a year after "
+                                 "occurred_at")
+        return self

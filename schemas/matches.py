@@ -7,8 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field, TypeAdapter
 
-from schemas.common import Identifier, TimeWindow, WireModel
-from schemas.envelope import Envelope
+from schemas.common import MAX_AMOUNT, Identifier, Number, TimeWindow, WireModel
+from schemas.envelope import Envelope, InboundEnvelope
 from schemas.offers import OfferKind
 
 
@@ -16,10 +16,10 @@ class ScoreTerm(WireModel):
     """One named soft term of a proposal's score."""
 
     name: str = Field(description="Name of the term.", examples=["urgency"])
-    weight: float = Field(description="Weight of the term in the configuration.", examples=[10.0])
-    value: float = Field(description="Raw value of the term for this match, 0..1.",
+    weight: Number = Field(description="Weight of the term in the configuration.", examples=[10.0])
+    value: Number = Field(description="Raw value of the term for this match, 0..1.",
                          examples=[0.8])
-    contribution: float = Field(description="weight x value, added to the score.",
+    contribution: Number = Field(description="weight x value, added to the score.",
                                 examples=[8.0])
 
 
@@ -27,7 +27,7 @@ class RunnerUp(WireModel):
     """An eligible offer that was not chosen, and why."""
 
     offer_id: Identifier = Field(description="The offer not chosen.", examples=["offer-v-0077"])
-    score: float = Field(description="Its score for this item.", examples=[41.5])
+    score: Number = Field(description="Its score for this item.", examples=[41.5])
     why_lost: str = Field(description="Why it lost, in words.",
                           examples=["lower score: farther away (6.1 km vs 1.2 km)"])
 
@@ -72,14 +72,14 @@ class Proposal(WireModel):
     partner_id: Identifier = Field(description="Partner owning the offer.",
                                    examples=["partner-017"])
     kind: OfferKind = Field(description="Kind of offer.", examples=["volunteer"])
-    amount: float = Field(gt=0, description="How much of the offer is allocated (item units).",
+    amount: Number = Field(gt=0, description="How much of the offer is allocated (item units).",
                           examples=[2])
     unit: str = Field(description="Unit of amount.", examples=["hours"])
     window: TimeWindow | None = Field(
         default=None, description="When it happens, where both sides' windows meet.",
         examples=[{"start": "2026-11-30T09:00:00+08:00", "end": "2026-11-30T11:00:00+08:00"}],
     )
-    score: float = Field(description="Total score of the match.", examples=[57.3])
+    score: Number = Field(description="Total score of the match.", examples=[57.3])
     explanation: Explanation = Field(description="Rules, score terms and runner-ups.")
 
 
@@ -110,7 +110,7 @@ class DecisionPayload(WireModel):
                         examples=["volunteer lives too far for a weekly visit"])
 
 
-class MatchDecided(Envelope):
+class MatchDecided(InboundEnvelope):
     """A coordinator decided on a proposal."""
 
     event_type: Literal["match.decided"] = Field(
@@ -133,13 +133,14 @@ class FulfilmentPayload(WireModel):
     proposal_id: Identifier = Field(description="The approved proposal.",
                                     examples=["prop-1a2b3c"])
     outcome: Outcome = Field(description="How it ended.", examples=["fulfilled"])
-    delivered: float = Field(default=0, ge=0, description="Amount actually given (item units).",
-                             examples=[2])
+    delivered: Number = Field(default=0, ge=0, le=MAX_AMOUNT,
+                              description="Amount actually given (item units).",
+                              examples=[2])
     note: str = Field(default="", max_length=500, description="Free text.",
                       examples=["stayed for tea"])
 
 
-class MatchFulfilled(Envelope):
+class MatchFulfilled(InboundEnvelope):
     """A partner reported the outcome of an approved match."""
 
     event_type: Literal["match.fulfilled"] = Field(
@@ -156,7 +157,7 @@ class Unmatched(WireModel):
     item_id: Identifier = Field(description="Item.", examples=["i1"])
     grid_id: Identifier = Field(description="Grid of the case.",
                                 examples=["ws-gongchen-studio-3-grid-2"])
-    open_quantity: float = Field(description="What is still unserved.", examples=[2])
+    open_quantity: Number = Field(description="What is still unserved.", examples=[2])
     reason_code: str = Field(description="Machine-readable reason.",
                              examples=["no_eligible_offer"])
     reason: str = Field(description="Reason in words.",
@@ -216,7 +217,7 @@ class Assignment(WireModel):
     partner_id: Identifier = Field(description="Partner owning the offer.",
                                    examples=["partner-017"])
     kind: OfferKind = Field(description="Kind of offer.", examples=["volunteer"])
-    amount: float = Field(gt=0, description="How much of the offer is committed (item units).",
+    amount: Number = Field(gt=0, description="How much of the offer is committed (item units).",
                           examples=[2])
     unit: str = Field(description="Unit of amount.", examples=["hours"])
     window: TimeWindow | None = Field(

@@ -6,8 +6,18 @@ from typing import Annotated, Literal
 
 from pydantic import Field, TypeAdapter, model_validator
 
-from schemas.common import AwareDatetime, Identifier, Location, TimeWindow, WireModel
-from schemas.envelope import Envelope
+from schemas.common import (
+    MAX_VERSION,
+    AwareDatetime,
+    Count,
+    Flag,
+    Identifier,
+    Location,
+    Number,
+    TimeWindow,
+    WireModel,
+)
+from schemas.envelope import InboundEnvelope
 from schemas.offers import BeneficiaryGroup, OfferKind
 
 
@@ -37,7 +47,7 @@ class Beneficiary(WireModel):
     )
     group: BeneficiaryGroup = Field(description="Main group of the beneficiary.",
                                     examples=["elderly_alone"])
-    vulnerability: int = Field(
+    vulnerability: Count = Field(
         ge=1, le=5, description="How vulnerable, 1 (least) to 5 (most), set by the grid worker.",
         examples=[4],
     )
@@ -68,7 +78,7 @@ class Preferences(WireModel):
         description="Partners the beneficiary knows and prefers (a soft preference).",
         examples=[["partner-017"]],
     )
-    recurring: bool = Field(
+    recurring: Flag = Field(
         default=False,
         description="A recurring visit: the same volunteer as before is preferred.",
         examples=[True],
@@ -86,7 +96,7 @@ class NeedItem(WireModel):
         description="The skill (volunteer), goods category (goods) or service type (service).",
         examples=["companionship"],
     )
-    quantity: float = Field(
+    quantity: Number = Field(
         gt=0, le=100_000,
         description="Hours (volunteer), units of goods, or sessions (service).",
         examples=[2],
@@ -101,9 +111,9 @@ class NeedItem(WireModel):
         description="Latest moment the item is still useful.",
         examples=["2026-11-30T17:00:00+08:00"],
     )
-    urgency: int = Field(ge=1, le=5, description="1 (can wait) to 5 (today, or harm follows).",
+    urgency: Count = Field(ge=1, le=5, description="1 (can wait) to 5 (today, or harm follows).",
                          examples=[3])
-    splittable: bool = Field(
+    splittable: Flag = Field(
         default=True,
         description="May be served by several offers (goods, hours); sessions are not.",
         examples=[True],
@@ -116,7 +126,8 @@ class Case(WireModel):
     """A case: a beneficiary and the items requested for them."""
 
     case_id: Identifier = Field(description="Stable id of the case.", examples=["case-000381"])
-    version: int = Field(ge=1, description="Version of the case; updates carry a higher one.",
+    version: Count = Field(ge=1, le=MAX_VERSION,
+                           description="Version of the case; updates carry a higher one.",
                          examples=[1])
     grid_id: Identifier = Field(description="Grid (smallest node) the case belongs to.",
                                 examples=["ws-gongchen-studio-3-grid-2"])
@@ -135,12 +146,13 @@ class Closure(WireModel):
     """A case is closed: no further matching."""
 
     case_id: Identifier = Field(description="The case closed.", examples=["case-000381"])
-    version: int = Field(ge=1, description="Version after closure.", examples=[2])
+    version: Count = Field(ge=1, le=MAX_VERSION,
+                           description="Version after closure.", examples=[2])
     reason: str = Field(default="", max_length=500, description="Why, in words.",
                         examples=["moved to a care home"])
 
 
-class CaseOpened(Envelope):
+class CaseOpened(InboundEnvelope):
     """A grid worker opened a case."""
 
     event_type: Literal["case.opened"] = Field(
@@ -149,7 +161,7 @@ class CaseOpened(Envelope):
     payload: Case = Field(description="The case.")
 
 
-class CaseUpdated(Envelope):
+class CaseUpdated(InboundEnvelope):
     """A grid worker replaced a case with a newer version."""
 
     event_type: Literal["case.updated"] = Field(
@@ -158,7 +170,7 @@ class CaseUpdated(Envelope):
     payload: Case = Field(description="The whole new version of the case.")
 
 
-class CaseClosed(Envelope):
+class CaseClosed(InboundEnvelope):
     """A grid worker closed a case."""
 
     event_type: Literal["case.closed"] = Field(

@@ -7,8 +7,17 @@ from typing import Annotated, Literal
 
 from pydantic import Field, TypeAdapter
 
-from schemas.common import AwareDatetime, Identifier, Location, TimeWindow, WireModel
-from schemas.envelope import Envelope
+from schemas.common import (
+    MAX_VERSION,
+    AwareDatetime,
+    Count,
+    Identifier,
+    Location,
+    Number,
+    TimeWindow,
+    WireModel,
+)
+from schemas.envelope import InboundEnvelope
 
 
 class OfferKind(StrEnum):
@@ -33,8 +42,7 @@ class BeneficiaryGroup(StrEnum):
 
 class _OfferBase(WireModel):
     offer_id: Identifier = Field(description="Stable id of the offer.", examples=["offer-v-0042"])
-    version: int = Field(
-        ge=1,
+    version: Count = Field(ge=1, le=MAX_VERSION,
         description="Version of the offer; each update must carry a higher one.",
         examples=[1],
     )
@@ -81,14 +89,14 @@ class VolunteerOffer(_OfferBase):
         description="Where the volunteer starts from.",
         examples=[{"lat": 30.32, "lon": 120.15}],
     )
-    travel_radius_km: float = Field(
+    travel_radius_km: Number = Field(
         default=3.0,
         ge=0,
         le=100,
         description="How far from home the volunteer will go.",
         examples=[5.0],
     )
-    weekly_hour_limit: float = Field(
+    weekly_hour_limit: Number = Field(
         gt=0,
         le=80,
         description="Most hours the volunteer gives in one week; the offer's capacity.",
@@ -104,7 +112,7 @@ class GoodsOffer(_OfferBase):
     category: str = Field(
         min_length=1, max_length=60, description="Category of goods.", examples=["rice"]
     )
-    quantity: float = Field(gt=0, le=1_000_000, description="How much is given.", examples=[200])
+    quantity: Number = Field(gt=0, le=1_000_000, description="How much is given.", examples=[200])
     unit: str = Field(min_length=1, max_length=20, description="Unit of quantity.",
                       examples=["kg"])
     expires_at: AwareDatetime | None = Field(
@@ -125,7 +133,7 @@ class ServiceSlot(WireModel):
         description="When the slot runs.",
         examples=[{"start": "2026-11-30T14:00:00+08:00", "end": "2026-11-30T15:00:00+08:00"}],
     )
-    places: int = Field(ge=1, le=10_000, description="How many people it takes.", examples=[4])
+    places: Count = Field(ge=1, le=10_000, description="How many people it takes.", examples=[4])
 
 
 class ServiceOffer(_OfferBase):
@@ -159,13 +167,14 @@ class Withdrawal(WireModel):
     """A partner takes an offer back."""
 
     offer_id: Identifier = Field(description="The offer withdrawn.", examples=["offer-v-0042"])
-    version: int = Field(ge=1, description="Version after withdrawal (higher than the last).",
+    version: Count = Field(ge=1, le=MAX_VERSION,
+                           description="Version after withdrawal (higher than the last).",
                          examples=[2])
     reason: str = Field(default="", max_length=500, description="Why, in words.",
                         examples=["volunteer fell ill"])
 
 
-class OfferPublished(Envelope):
+class OfferPublished(InboundEnvelope):
     """A partner published a new offer."""
 
     event_type: Literal["offer.published"] = Field(
@@ -175,7 +184,7 @@ class OfferPublished(Envelope):
     payload: Offer = Field(description="The offer.")
 
 
-class OfferUpdated(Envelope):
+class OfferUpdated(InboundEnvelope):
     """A partner replaced an offer with a newer version."""
 
     event_type: Literal["offer.updated"] = Field(
@@ -184,7 +193,7 @@ class OfferUpdated(Envelope):
     payload: Offer = Field(description="The whole new version of the offer.")
 
 
-class OfferWithdrawn(Envelope):
+class OfferWithdrawn(InboundEnvelope):
     """A partner withdrew an offer."""
 
     event_type: Literal["offer.withdrawn"] = Field(

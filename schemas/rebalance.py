@@ -13,8 +13,8 @@ from typing import Literal
 
 from pydantic import Field, TypeAdapter
 
-from schemas.common import AwareDatetime, Identifier, WireModel
-from schemas.envelope import Envelope
+from schemas.common import AwareDatetime, Count, Flag, Identifier, Number, WireModel
+from schemas.envelope import Envelope, InboundEnvelope
 
 
 class RebalanceRequest(WireModel):
@@ -26,7 +26,7 @@ class RebalanceRequest(WireModel):
                         examples=["large goods donation arrived this afternoon"])
 
 
-class RebalanceRequested(Envelope):
+class RebalanceRequested(InboundEnvelope):
     """Someone asked the engine to re-optimise the district now rather than tonight."""
 
     event_type: Literal["rebalance.requested"] = Field(
@@ -73,9 +73,9 @@ class PlanChange(WireModel):
     reason: str = Field(description="Reason in words.",
                         examples=["offer-v-0077 scores 55.0 against 41.2 (+13.8), more than "
                                   "the change penalty 10"])
-    score_before: float = Field(description="Score of what the item had from this change "
+    score_before: Number = Field(description="Score of what the item had from this change "
                                 "before (0 for new).", examples=[41.2])
-    score_after: float = Field(description="Score of what it has now (0 when revoked).",
+    score_after: Number = Field(description="Score of what it has now (0 when revoked).",
                                examples=[55.0])
 
 
@@ -101,26 +101,26 @@ class RebalanceSummary(WireModel):
     finished_at: AwareDatetime = Field(description="When it finished.",
                                        examples=["2026-11-30T02:00:41+08:00"])
     shards: list[str] = Field(description="Shards re-solved.", examples=[["centre"]])
-    new: int = Field(description="Proposals made for demand left open.", examples=[37])
-    moved: int = Field(description="Pending proposals moved to a better offer.", examples=[12])
-    revoked: int = Field(description="Pending proposals revoked without replacement.",
+    new: Count = Field(description="Proposals made for demand left open.", examples=[37])
+    moved: Count = Field(description="Pending proposals moved to a better offer.", examples=[12])
+    revoked: Count = Field(description="Pending proposals revoked without replacement.",
                          examples=[3])
-    released: int = Field(description="Approved matches released as impossible.", examples=[1])
-    kept: int = Field(description="Pending proposals left as they were.", examples=[880])
-    moves_capped: int = Field(description="Moves worth making but held back by the nightly "
+    released: Count = Field(description="Approved matches released as impossible.", examples=[1])
+    kept: Count = Field(description="Pending proposals left as they were.", examples=[880])
+    moves_capped: Count = Field(description="Moves worth making but held back by the nightly "
                               "cap.", examples=[0])
-    objective_before: float = Field(description="Score of the pending plan (score points).",
+    objective_before: Number = Field(description="Score of the pending plan (score points).",
                                     examples=[51234.5])
-    objective_after: float = Field(description="Score of the new pending plan.",
+    objective_after: Number = Field(description="Score of the new pending plan.",
                                    examples=[52310.0])
-    bound: float = Field(description="Proven upper bound of the stability-adjusted objective.",
+    bound: Number = Field(description="Proven upper bound of the stability-adjusted objective.",
                          examples=[53400.0])
     note: str = Field(default="", description="Anything out of the ordinary, in words.",
                       examples=[""])
     changes: list[PlanChange] = Field(default_factory=list,
                                       description="The diff, line by line (see "
                                       "changes_truncated).")
-    changes_truncated: bool = Field(default=False, description="True when the diff was cut "
+    changes_truncated: Flag = Field(default=False, description="True when the diff was cut "
                                     "to keep the event small; the stored report holds it all.",
                                     examples=[False])
 

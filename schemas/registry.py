@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from pydantic import Field, TypeAdapter, model_validator
 
 from schemas.common import Identifier, Level, Location, WireModel
-from schemas.envelope import Envelope
+from schemas.envelope import InboundEnvelope
 
 
 class PartnerKind(StrEnum):
@@ -66,7 +66,7 @@ class Partner(WireModel):
     )
 
 
-class NodeRegistered(Envelope):
+class NodeRegistered(InboundEnvelope):
     """A hierarchy node was created or renamed (the hierarchy is data the engine keeps)."""
 
     event_type: Literal["node.registered"] = Field(
@@ -75,7 +75,7 @@ class NodeRegistered(Envelope):
     payload: Node = Field(description="The node.")
 
 
-class PartnerRegistered(Envelope):
+class PartnerRegistered(InboundEnvelope):
     """A partner joined the union (or changed its details)."""
 
     event_type: Literal["partner.registered"] = Field(

@@ -1,10 +1,12 @@
 """The HTTP doors: every API endpoint and console page checks the coordinator's jurisdiction;
+what lies outside it is answered exactly like what does not exist (404, no grid named);
 bad input gets a 4xx that says why."""
 
 from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -64,8 +66,25 @@ def anonymous(engine: MatchingEngine) -> Iterator[TestClient]:
         yield client
 
 
+# Partner -> coordinators who may open its view: attached in their subtree, or with an offer
+# they may see (with proposals pa and pb stored).
+PARTNER_VIEWERS = {
+    "p1": {"c-centre", "c-ws", "c-studio", "c-grid"},
+    "p2": {"c-centre", "c-ws"},
+    "pb": {"c-centre", "c-ws-b", "c-grid-b"},
+}
+SECRET_REASON = "family violence reported"
+
+
 def expect(response_code: int, allowed: bool, ok: int = 200) -> None:
-    assert response_code == (ok if allowed else 403)
+    assert response_code == (ok if allowed else 404)
+
+
+def assert_not_found_here(response: Any, what: str) -> None:
+    """The one refusal for unknown and out-of-jurisdiction ids: no hint which, nor where."""
+    assert response.status_code == 404
+    assert response.json() == {"error": "not_found",
+                               "reason": f"{what} not found in your jurisdiction"}
 
 
 # --- the authorization matrix -----------------------------------------------------------------
@@ -78,11 +97,10 @@ def test_api_decisions_inside_the_jurisdiction_only(
     for user, case_id, allowed in MATRIX:
         response = clients[user].post(f"/api/proposals/{ids[user, case_id]}/{verb}",
                                       json={"reason": "does not fit this week"})
-        assert response.status_code == (200 if allowed else 403), (user, case_id, response.text)
+        assert response.status_code == (200 if allowed else 404), (user, case_id, response.text)
         if not allowed:
-            body = response.json()
-            assert body["error"] == "not_in_jurisdiction"
-            assert f"outside the jurisdiction of '{user}'" in body["reason"]
+            assert_not_found_here(response, f"proposal '{ids[user, case_id]}'")
+            assert CASES[case_id] not in response.text
             assert status_of(engine.db, ids[user, case_id]) == "proposed"
 
 
@@ -116,6 +134,70 @@ def test_offer_pages_only_for_offers_based_in_or_serving_the_jurisdiction(
                 assert all(user in ALLOWED[case_id] for case_id in shown), (user, offer_id)
 
 
+def test_partner_views_only_for_partners_attached_in_or_serving_the_jurisdiction(
+        engine: MatchingEngine, clients: dict[str, TestClient]) -> None:
+    with unit_of_work(engine.db) as store:
+        propose(store, "pa", "case-a")
+        propose(store, "pb", "case-b")
+    for partner_id, viewers in PARTNER_VIEWERS.items():
+        for user, client in clients.items():
+            response = client.get(f"/api/partners/{partner_id}")
+            expect(response.status_code, user in viewers)
+            if user in viewers:
+                shown = set(response.json()["offers"])
+                assert all(user in OFFER_VIEWERS[offer_id] for offer_id in shown), user
+                assert response.json()["history"], (user, partner_id)
+
+
+def _shared_offer_with_a_secret(engine: MatchingEngine,
+                                clients: dict[str, TestClient]) -> None:
+    """Offer o-a serves case-a (branch A) and case-b (branch B); case-b's proposal is
+    rejected with a sensitive reason by branch B's grid coordinator."""
+    with unit_of_work(engine.db) as store:
+        propose(store, "pa", "case-a")
+        propose(store, "px", "case-b", offer=("o-a", "p1"))
+    rejected = clients["c-grid-b"].post("/api/proposals/px/reject",
+                                        json={"reason": SECRET_REASON})
+    assert rejected.status_code == 200
+    assert clients["c-grid"].post("/api/proposals/pa/approve", json={}).status_code == 200
+
+
+def test_offer_history_and_proposals_show_only_the_readers_cases(
+        engine: MatchingEngine, clients: dict[str, TestClient]) -> None:
+    _shared_offer_with_a_secret(engine, clients)
+    viewers = OFFER_VIEWERS["o-a"] | ALLOWED["case-b"]  # px makes o-a serve case-b too
+    for user, client in clients.items():
+        for url in ("/api/offers/o-a", "/console/offers/o-a"):
+            response = client.get(url)
+            expect(response.status_code, user in viewers)
+            if user not in viewers:
+                continue
+            sees_b = user in ALLOWED["case-b"]
+            assert (SECRET_REASON in response.text) == sees_b, (user, url)
+            assert ("case-b" in response.text) == sees_b, (user, url)
+            assert ("case-a" in response.text) == (user in ALLOWED["case-a"]), (user, url)
+        view = client.get("/api/offers/o-a")
+        if view.status_code == 200:
+            entries = [h["summary"] for h in view.json()["history"]]
+            entries += [h["summary"] for p in view.json()["proposals"] for h in p["history"]]
+            assert entries, user
+            for summary in entries:
+                named = {case_id for case_id in CASES if f"case {case_id}/" in summary}
+                assert all(user in ALLOWED[case_id] for case_id in named), (user, summary)
+
+
+def test_the_offer_page_shows_the_offer_to_branch_b_only_through_its_own_case(
+        engine: MatchingEngine, clients: dict[str, TestClient]) -> None:
+    _shared_offer_with_a_secret(engine, clients)
+    view = clients["c-grid-b"].get("/api/offers/o-a").json()
+    assert [p["proposal_id"] for p in view["proposals"]] == ["px"]
+    assert all("case-a" not in h["summary"] for h in view["history"])
+    centre = clients["c-centre"].get("/api/offers/o-a").json()
+    assert {p["proposal_id"] for p in centre["proposals"]} == {"pa", "px"}
+    assert any(SECRET_REASON in h["summary"]
+               for p in centre["proposals"] for h in p["history"])
+
+
 def test_lists_show_only_the_jurisdiction(
         engine: MatchingEngine, clients: dict[str, TestClient]) -> None:
     propose_many(engine.db, "list")
@@ -146,11 +228,11 @@ def test_console_pages_and_decisions_inside_the_jurisdiction_only(
             page = client.get(url)
             expect(page.status_code, allowed)
             if not allowed:
-                assert "Outside your jurisdiction" in page.text
-                assert "diabetic" not in page.text
+                assert "not found in your jurisdiction" in page.text
+                assert "diabetic" not in page.text and CASES[case_id] not in page.text
         decided = client.post(f"/console/proposals/{pid}/decide", follow_redirects=False,
                               data={"decision": "approve", "csrf": csrf, "reason": ""})
-        assert decided.status_code == (303 if allowed else 403), (user, case_id)
+        assert decided.status_code == (303 if allowed else 404), (user, case_id)
         assert status_of(engine.db, pid) == ("approved" if allowed else "proposed")
 
 
@@ -161,11 +243,16 @@ def test_sensitive_attributes_show_on_the_case_page_inside_the_jurisdiction(
     assert "diabetic" in page.text
 
 
-def _csrf(client: TestClient) -> str:
-    page = client.get("/console/queue")
+def _csrf(client: TestClient, url: str = "/console/queue") -> str:
+    page = client.get(url)
     marker = 'name="csrf" value="'
     start = page.text.index(marker) + len(marker)
     return page.text[start:page.text.index('"', start)]
+
+
+def sign_in_csrf(client: TestClient) -> str:
+    """The CSRF token the sign-in form carries (showing the form sets it)."""
+    return _csrf(client, "/console/sign-in")
 
 
 # --- authentication ----------------------------------------------------------------------------
@@ -184,7 +271,8 @@ def test_wrong_password_is_refused(anonymous: TestClient) -> None:
     response = anonymous.post("/api/session", json={"username": "c-grid",
                                                     "password": "wrong"})
     assert response.status_code == 401
-    page = anonymous.post("/console/sign-in", data={"username": "c-grid", "password": "x"})
+    page = anonymous.post("/console/sign-in", data={"username": "c-grid", "password": "x",
+                                                    "csrf": sign_in_csrf(anonymous)})
     assert page.status_code == 401
     assert "wrong password" in page.text
 
@@ -202,7 +290,8 @@ def test_http_basic_credentials_work_for_the_api(
 def test_console_sign_in_then_queue(anonymous: TestClient) -> None:
     response = anonymous.post("/console/sign-in", follow_redirects=False,
                               data={"username": "c-ws", "password": PASSWORD,
-                                    "next": "https://evil.example/"})
+                                    "next": "https://evil.example/",
+                                    "csrf": sign_in_csrf(anonymous)})
     assert response.status_code == 303
     assert response.headers["location"] == "/console/queue"
     assert "C-WS" in anonymous.get("/console/queue").text
@@ -244,11 +333,28 @@ def test_a_body_that_is_not_json_is_422(clients: dict[str, TestClient]) -> None:
 
 def test_unknown_ids_are_404(clients: dict[str, TestClient]) -> None:
     client = clients["c-centre"]
-    assert client.get("/api/proposals/nope").json()["error"] == "proposal_not_found"
-    assert client.get("/api/cases/nope").status_code == 404
-    assert client.get("/api/offers/nope").status_code == 404
-    assert client.post("/api/proposals/nope/approve", json={}).status_code == 404
+    assert_not_found_here(client.get("/api/proposals/nope"), "proposal 'nope'")
+    assert_not_found_here(client.get("/api/cases/nope"), "case 'nope'")
+    assert_not_found_here(client.get("/api/offers/nope"), "offer 'nope'")
+    assert_not_found_here(client.get("/api/partners/nope"), "partner 'nope'")
+    assert_not_found_here(client.post("/api/proposals/nope/approve", json={}),
+                          "proposal 'nope'")
     assert client.get("/console/cases/nope").status_code == 404
+
+
+def test_outside_the_jurisdiction_reads_exactly_like_unknown(
+        engine: MatchingEngine, clients: dict[str, TestClient]) -> None:
+    with unit_of_work(engine.db) as store:
+        propose(store, "pb", "case-b")
+    client = clients["c-grid"]
+    for url, what in [("/api/cases/case-b", "case 'case-b'"),
+                      ("/api/proposals/pb", "proposal 'pb'"),
+                      ("/api/offers/o-b", "offer 'o-b'"),
+                      ("/api/partners/pb", "partner 'pb'")]:
+        assert_not_found_here(client.get(url), what)
+    # Deciding one outside the jurisdiction says the same, whatever state it is in.
+    clients["c-grid-b"].post("/api/proposals/pb/reject", json={"reason": "no"})
+    assert_not_found_here(client.post("/api/proposals/pb/approve", json={}), "proposal 'pb'")
 
 
 def test_a_second_decision_is_409(engine: MatchingEngine,

@@ -130,10 +130,11 @@ async def test_a_coordinator_approves_and_rejects_in_the_browser(kafka_bootstrap
             assert "rejected" in await decide(page, reject, "Reject",
                                               reason="volunteer too far for weekly visits")
 
-            # A case outside the jurisdiction: a friendly refusal, no sensitive data.
+            # A case outside the jurisdiction: a friendly refusal that does not tell it
+            # exists, and no sensitive data.
             response = await page.goto(f"{base}/console/cases/{OUTSIDE}")
-            assert response is not None and response.status == 403
-            assert "Outside your jurisdiction" in await page.content()
+            assert response is not None and response.status == 404
+            assert "not found in your jurisdiction" in await page.content()
             assert "diabetic" not in await page.content()
         finally:
             await browser.close()

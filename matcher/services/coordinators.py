@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import secrets
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +97,31 @@ def authenticate(store: Store, username: str, password: str) -> Coordinator | No
     if row is None or not row.active:
         return None
     return active_coordinator(store, username)
+
+
+def token_hash(token: str) -> str:
+    """The sha256 under which a session secret or API token is stored."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def open_session(store: Store, *, username: str, kind: str, at: datetime,
+                 lifetime_s: float) -> str:
+    """A fresh secret for a signed-in coordinator (cookie session or API token)."""
+    token = secrets.token_urlsafe(32)
+    CoordinationStore(store.conn).open_session(
+        token_hash=token_hash(token), username=username, kind=kind, at=at,
+        expires_at=at + timedelta(seconds=lifetime_s))
+    return token
+
+
+def session_username(store: Store, token: str, *, at: datetime) -> str | None:
+    """The coordinator a live session or token belongs to, else None."""
+    return CoordinationStore(store.conn).session_username(token_hash(token), at=at)
+
+
+def close_session(store: Store, token: str, *, at: datetime) -> None:
+    """Revoke a session or token (sign-out)."""
+    CoordinationStore(store.conn).revoke_session(token_hash(token), at=at)
 
 
 def _utc_now() -> datetime:

@@ -1,4 +1,8 @@
-"""Who may see and decide what: a coordinator's jurisdiction is their node's subtree."""
+"""Who may see and decide what: a coordinator's jurisdiction is their node's subtree.
+
+Whatever lies outside it is answered exactly as if it did not exist (NotFoundHere), so a
+refusal reveals neither that a case or proposal exists nor where it lives.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,15 @@ from matcher.domain.errors import NotInJurisdiction, UnknownReference
 from matcher.domain.hierarchy import in_subtree
 from matcher.storage.coordination import CoordinationStore
 from matcher.storage.store import Store
+
+
+class NotFoundHere(NotInJurisdiction):
+    """Unknown, or outside the coordinator's subtree: the two are indistinguishable."""
+
+    code = "not_found"
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"{what} not found in your jurisdiction")
 
 
 @dataclass(frozen=True)
@@ -47,9 +60,17 @@ def grid_path(store: Store, grid_id: str) -> str:
 
 def require_case_in_jurisdiction(store: Store, coordinator: Coordinator, grid_id: str,
                                  what: str) -> None:
-    """Refuse unless the case's grid lies in the coordinator's subtree."""
-    if not coordinator.covers(grid_path(store, grid_id)):
-        raise NotInJurisdiction(
-            f"{what} belongs to grid '{grid_id}', outside the jurisdiction of "
-            f"'{coordinator.username}' ({coordinator.level} '{coordinator.node_id}')"
-        )
+    """Refuse, as not found, unless the case's grid lies in the coordinator's subtree."""
+    node = store.node(grid_id)
+    if node is None or not coordinator.covers(node.path):
+        raise NotFoundHere(what)
+
+
+def require_proposal_in_jurisdiction(store: Store, coordinator: Coordinator,
+                                     proposal_id: str) -> None:
+    """Refuse, as not found, a proposal that is unknown or serves a case outside the subtree."""
+    proposal = store.proposal(proposal_id)
+    what = f"proposal '{proposal_id}'"
+    if proposal is None:
+        raise NotFoundHere(what)
+    require_case_in_jurisdiction(store, coordinator, proposal.grid_id, what)

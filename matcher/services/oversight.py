@@ -1,7 +1,9 @@
 """What a coordinator may read: the queue, proposals, cases, offers and unmatched needs.
 
-Every query is limited to the coordinator's subtree in SQL and checked again per row, so
-a read outside the jurisdiction is refused (NotInJurisdiction), never silently filtered.
+Every query is limited to the coordinator's subtree in SQL and checked again per row. A
+single entity outside the jurisdiction is answered as not found (NotFoundHere), exactly like
+an unknown one; lists, proposals and history lines of a visible entity are filtered to the
+subtree, so no other jurisdiction's case ids or reasons show.
 """
 
 from __future__ import annotations
@@ -13,8 +15,11 @@ from typing import Any, Literal
 from pydantic import BaseModel
 from sqlalchemy import and_, select
 
-from matcher.domain.errors import NotInJurisdiction, ProposalNotFound, UnknownReference
-from matcher.services.jurisdiction import Coordinator, require_case_in_jurisdiction
+from matcher.services.jurisdiction import (
+    Coordinator,
+    NotFoundHere,
+    require_case_in_jurisdiction,
+)
 from matcher.storage.coordination import CoordinationStore
 from matcher.storage.store import Store
 from matcher.storage.tables import (
@@ -120,6 +125,17 @@ class OfferView(BaseModel):
     node_name: str = ""
 
 
+class PartnerView(BaseModel):
+    """A partner, with its offers and history as far as they concern the jurisdiction."""
+
+    partner_id: str
+    name: str
+    kind: str
+    home_node_id: str
+    offers: list[str]
+    history: list[HistoryEntry]
+
+
 class UnmatchedNeed(BaseModel):
     """A need item left (partly) unmatched, with the engine's reason."""
 
@@ -211,8 +227,13 @@ def queue_page(store: Store, coordinator: Coordinator, *, now: datetime,
                      limit=limit, oldest_wait_s=max((e.waiting_s for e in entries), default=0.0))
 
 
-def _history(store: Store, pattern: str) -> list[HistoryEntry]:
-    """Audit lines naming an entity ('case c1', 'offer o1', 'proposal p1'), oldest first."""
+# Ids as audit summaries write them: 'case c1', 'proposal p1' (the Identifier alphabet).
+_MENTION = re.compile(r"\b(case|proposal) ([A-Za-z0-9][A-Za-z0-9_.:-]*)")
+
+
+def _history(store: Store, coordinator: Coordinator, pattern: str) -> list[HistoryEntry]:
+    """Audit lines naming an entity ('case c1', 'offer o1'), oldest first, that name no case
+    or proposal outside the jurisdiction."""
     rows = store.conn.execute(
         select(audit_log.c.applied_at, audit_log.c.event_type, audit_log.c.producer,
                audit_log.c.summary)
@@ -221,17 +242,45 @@ def _history(store: Store, pattern: str) -> list[HistoryEntry]:
     )
     # 'case c1' must not match 'case c10'.
     exact = re.compile(re.escape(pattern) + r"(?![A-Za-z0-9_.:-])")
+    lines = [r for r in rows if exact.search(r.summary)]
+    visible = _visible_mentions(store, coordinator, [r.summary for r in lines])
     return [HistoryEntry(at=r.applied_at, event_type=r.event_type, by=r.producer,
-                         summary=r.summary) for r in rows if exact.search(r.summary)]
+                         summary=r.summary) for r in lines if visible(r.summary)]
 
 
-def _views(store: Store, rows: list[Any], now: datetime) -> list[ProposalView]:
-    """Full views of joined proposal rows."""
+def _visible_mentions(store: Store, coordinator: Coordinator,
+                      summaries: list[str]) -> Any:
+    """A test: does a summary name only cases and proposals in the jurisdiction?"""
+    mentioned = [m.groups() for text in summaries for m in _MENTION.finditer(text)]
+    case_ids = {ident.rstrip(".:") for kind, ident in mentioned if kind == "case"}
+    proposal_ids = {ident.rstrip(".:") for kind, ident in mentioned if kind == "proposal"}
+    inside: set[tuple[str, str]] = set()
+    if case_ids:
+        inside |= {("case", r.case_id) for r in store.conn.execute(
+            select(cases.c.case_id, nodes.c.path).join(nodes, nodes.c.node_id == cases.c.grid_id)
+            .where(cases.c.case_id.in_(case_ids))) if coordinator.covers(r.path)}
+    if proposal_ids:
+        inside |= {("proposal", r.proposal_id) for r in store.conn.execute(
+            select(proposals.c.proposal_id, nodes.c.path)
+            .join(nodes, nodes.c.node_id == proposals.c.grid_id)
+            .where(proposals.c.proposal_id.in_(proposal_ids))) if coordinator.covers(r.path)}
+
+    def visible(summary: str) -> bool:
+        # Unknown ids count as outside: a line is shown only when every id in it is cleared.
+        return all((kind, ident.rstrip(".:")) in inside
+                   for kind, ident in _MENTION.findall(summary))
+
+    return visible
+
+
+def _views(store: Store, coordinator: Coordinator, rows: list[Any],
+           now: datetime) -> list[ProposalView]:
+    """Full views of joined proposal rows (the caller has kept only the jurisdiction's)."""
     escalated = CoordinationStore(store.conn).escalations_for([r.proposal_id for r in rows])
     return [
         ProposalView(**_entry(r, now, escalated[r.proposal_id].escalated_to
                               if r.proposal_id in escalated else None),
-                     history=_history(store, f"proposal {r.proposal_id}"))
+                     history=_history(store, coordinator, f"proposal {r.proposal_id}"))
         for r in rows
     ]
 
@@ -242,10 +291,9 @@ def proposal_view(store: Store, coordinator: Coordinator, proposal_id: str, *,
     row = store.conn.execute(
         _proposal_query().where(proposals.c.proposal_id == proposal_id)
     ).first()
-    if row is None:
-        raise ProposalNotFound(f"proposal '{proposal_id}' is not known")
-    require_case_in_jurisdiction(store, coordinator, row.grid_id, f"proposal '{proposal_id}'")
-    return _views(store, [row], now)[0]
+    if row is None or not coordinator.covers(row.grid_path):
+        raise NotFoundHere(f"proposal '{proposal_id}'")
+    return _views(store, coordinator, [row], now)[0]
 
 
 def case_view(store: Store, coordinator: Coordinator, case_id: str, *,
@@ -253,7 +301,7 @@ def case_view(store: Store, coordinator: Coordinator, case_id: str, *,
     """A case with items, every proposal made for it and its history."""
     case = store.case(case_id)
     if case is None:
-        raise UnknownReference(f"case '{case_id}' is not known")
+        raise NotFoundHere(f"case '{case_id}'")
     require_case_in_jurisdiction(store, coordinator, case.grid_id, f"case '{case_id}'")
     items = [dict(r._mapping) for r in store.conn.execute(
         select(need_items).where(need_items.c.case_id == case_id).order_by(need_items.c.item_id)
@@ -269,8 +317,8 @@ def case_view(store: Store, coordinator: Coordinator, case_id: str, *,
                     grid_name=grid_name or "",
                     version=case.version, opened_at=case.opened_at,
                     beneficiary=case.beneficiary, items=items,
-                    proposals=_views(store, rows, now),
-                    history=_history(store, f"case {case_id}"))
+                    proposals=_views(store, coordinator, rows, now),
+                    history=_history(store, coordinator, f"case {case_id}"))
 
 
 def offer_view(store: Store, coordinator: Coordinator, offer_id: str, *,
@@ -284,20 +332,41 @@ def offer_view(store: Store, coordinator: Coordinator, offer_id: str, *,
         .where(offers.c.offer_id == offer_id)
     ).first()
     if offer is None:
-        raise UnknownReference(f"offer '{offer_id}' is not known")
-    rows = [r for r in store.conn.execute(
+        raise NotFoundHere(f"offer '{offer_id}'")
+    rows = _proposals_on(store, coordinator, offer_id)
+    if not coordinator.covers(offer.path) and not rows:
+        raise NotFoundHere(f"offer '{offer_id}'")
+    data = {k: v for k, v in offer._mapping.items() if k in OfferView.model_fields}
+    data["partner_name"] = data.get("partner_name") or ""
+    return OfferView(**data, proposals=_views(store, coordinator, rows, now),
+                     history=_history(store, coordinator, f"offer {offer_id}"))
+
+
+def _proposals_on(store: Store, coordinator: Coordinator, offer_id: str) -> list[Any]:
+    """Proposals on an offer that serve cases in the jurisdiction, oldest first."""
+    return [r for r in store.conn.execute(
         _proposal_query().where(proposals.c.offer_id == offer_id, _in_subtree(coordinator))
         .order_by(proposals.c.created_at, proposals.c.proposal_id)
     ) if coordinator.covers(r.grid_path)]
-    if not coordinator.covers(offer.path) and not rows:
-        raise NotInJurisdiction(
-            f"offer '{offer_id}' is neither based in nor serving the jurisdiction of "
-            f"'{coordinator.username}' ({coordinator.level} '{coordinator.node_id}')"
-        )
-    data = {k: v for k, v in offer._mapping.items() if k in OfferView.model_fields}
-    data["partner_name"] = data.get("partner_name") or ""
-    return OfferView(**data, proposals=_views(store, rows, now),
-                     history=_history(store, f"offer {offer_id}"))
+
+
+def partner_view(store: Store, coordinator: Coordinator, partner_id: str) -> PartnerView:
+    """A partner attached in the jurisdiction, or with an offer based in or serving it."""
+    partner = store.conn.execute(
+        select(partners, nodes.c.path).join(nodes, nodes.c.node_id == partners.c.home_node_id)
+        .where(partners.c.partner_id == partner_id)
+    ).first()
+    if partner is None:
+        raise NotFoundHere(f"partner '{partner_id}'")
+    visible = [r.offer_id for r in store.conn.execute(
+        select(offers.c.offer_id, nodes.c.path).join(nodes, nodes.c.node_id == offers.c.node_id)
+        .where(offers.c.partner_id == partner_id).order_by(offers.c.offer_id)
+    ) if coordinator.covers(r.path) or _proposals_on(store, coordinator, r.offer_id)]
+    if not coordinator.covers(partner.path) and not visible:
+        raise NotFoundHere(f"partner '{partner_id}'")
+    return PartnerView(partner_id=partner.partner_id, name=partner.name, kind=partner.kind,
+                       home_node_id=partner.home_node_id, offers=visible,
+                       history=_history(store, coordinator, f"partner {partner_id}"))
 
 
 def unmatched_needs(store: Store, coordinator: Coordinator, *,

@@ -17,6 +17,7 @@ from sqlalchemy import (
     String,
     Table,
     and_,
+    delete,
     insert,
     select,
     update,
@@ -44,6 +45,20 @@ escalations = Table(
     # The node whose coordinators are now asked to decide (an ancestor of the case's grid).
     Column("escalated_to", String(80), ForeignKey("nodes.node_id"), nullable=False),
     Column("escalated_at", UtcDateTime, nullable=False),
+)
+
+# Signed-in sessions (console cookies) and API tokens. Only a sha256 of the secret handed to
+# the browser or client is stored, so reading this table does not let anyone sign in.
+coordinator_sessions = Table(
+    "coordinator_sessions",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("username", String(80), ForeignKey("coordinators.username"), nullable=False,
+           index=True),
+    Column("kind", String(10), nullable=False),  # "cookie" or "token"
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("revoked_at", UtcDateTime, nullable=True),
 )
 
 
@@ -89,6 +104,40 @@ class CoordinationStore:
         else:
             self.conn.execute(update(coordinators).where(coordinators.c.username == username)
                               .values(**values))
+            # A replaced account (new password, moved, deactivated) starts with no sessions.
+            self.revoke_sessions_of(username, at=at)
+
+    def open_session(self, *, token_hash: str, username: str, kind: str, at: datetime,
+                     expires_at: datetime) -> None:
+        """Record a session or API token (by the hash of its secret); prune expired ones."""
+        self.conn.execute(delete(coordinator_sessions)
+                          .where(coordinator_sessions.c.expires_at < at))
+        self.conn.execute(insert(coordinator_sessions).values(
+            token_hash=token_hash, username=username, kind=kind, created_at=at,
+            expires_at=expires_at, revoked_at=None))
+
+    def session_username(self, token_hash: str, *, at: datetime) -> str | None:
+        """Whose live (unrevoked, unexpired) session this is, if any."""
+        return self.conn.execute(
+            select(coordinator_sessions.c.username)
+            .where(coordinator_sessions.c.token_hash == token_hash,
+                   coordinator_sessions.c.revoked_at.is_(None),
+                   coordinator_sessions.c.expires_at > at)
+        ).scalar_one_or_none()
+
+    def revoke_session(self, token_hash: str, *, at: datetime) -> None:
+        """End one session or token: its cookie or bearer token stops working."""
+        self.conn.execute(update(coordinator_sessions)
+                          .where(coordinator_sessions.c.token_hash == token_hash,
+                                 coordinator_sessions.c.revoked_at.is_(None))
+                          .values(revoked_at=at))
+
+    def revoke_sessions_of(self, username: str, *, at: datetime) -> None:
+        """End every session and token of a coordinator."""
+        self.conn.execute(update(coordinator_sessions)
+                          .where(coordinator_sessions.c.username == username,
+                                 coordinator_sessions.c.revoked_at.is_(None))
+                          .values(revoked_at=at))
 
     def staffed_node_ids(self) -> set[str]:
         """Nodes with at least one active coordinator."""

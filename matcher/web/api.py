@@ -10,7 +10,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from matcher.services import impact, oversight
 from matcher.services.decisions import DecisionResult
 from matcher.services.jurisdiction import Coordinator
-from matcher.web.auth import SignInRequired, desk_of, signed_in, start_session
+from matcher.web.auth import (
+    SignInRequired,
+    check_password,
+    desk_of,
+    end_session,
+    signed_in,
+    start_session,
+)
 from schemas.matches import Decision
 from schemas.offers import OfferKind
 
@@ -59,6 +66,13 @@ class Me(BaseModel):
     level: str
 
 
+class SignedIn(Me):
+    token: str = Field(description="API token: send 'Authorization: Bearer <token>' instead "
+                       "of a password; DELETE /api/session revokes it.")
+    token_type: str = Field(default="bearer", examples=["bearer"])
+    expires_in_s: float = Field(description="Seconds until the token and session expire.")
+
+
 class DecisionOut(BaseModel):
     proposal_id: str
     status: str
@@ -75,21 +89,26 @@ def _out(result: DecisionResult) -> DecisionOut:
                        summary=result.summary)
 
 
-@router.post("/session", response_model=Me, responses={401: {"description": "Wrong "
-             "username or password."}})
-def sign_in(body: SignIn, request: Request) -> Me:
-    """Sign in; the session cookie then authenticates further calls."""
-    coordinator = desk_of(request).sign_in(body.username, body.password)
+@router.post("/session", response_model=SignedIn, responses={
+    401: {"description": "Wrong username or password."},
+    429: {"description": "Too many failed sign-ins for this account or address; see "
+          "Retry-After."}})
+def sign_in(body: SignIn, request: Request) -> SignedIn:
+    """Sign in; the session cookie, or the returned bearer token, authenticates further calls."""
+    coordinator = check_password(request, body.username, body.password, channel="http:api")
     if coordinator is None:
         raise SignInRequired()
     start_session(request, coordinator.username)
-    return _me(coordinator)
+    desk = desk_of(request)
+    return SignedIn(**_me(coordinator).model_dump(),
+                    token=desk.open_session(coordinator.username, "token"),
+                    expires_in_s=desk.settings.session_max_age_s)
 
 
 @router.delete("/session", status_code=204)
 def sign_out(request: Request) -> None:
-    """Sign out (forget the session)."""
-    request.session.clear()
+    """Sign out: the session cookie and the bearer token sent stop working everywhere."""
+    end_session(request)
 
 
 @router.get("/me", response_model=Me)
@@ -161,6 +180,14 @@ def get_offer(offer_id: EntityId, username: Username, request: Request) -> overs
     desk = desk_of(request)
     return desk.read(lambda store, c: oversight.offer_view(
         store, c, offer_id, now=desk.engine.clock()), username)
+
+
+@router.get("/partners/{partner_id}", response_model=oversight.PartnerView)
+def get_partner(partner_id: EntityId, username: Username,
+                request: Request) -> oversight.PartnerView:
+    """A partner attached in my jurisdiction or with an offer based in or serving it."""
+    return desk_of(request).read(
+        lambda store, c: oversight.partner_view(store, c, partner_id), username)
 
 
 @router.get("/unmatched", response_model=list[oversight.UnmatchedNeed])

@@ -22,15 +22,18 @@ from matcher.domain.errors import (
 )
 from matcher.services.desk import Desk
 from matcher.services.engine import MatchingEngine
+from matcher.services.jurisdiction import NotFoundHere
 from matcher.settings import Settings
 from matcher.web import api, console, docs_pages, rebalance_pages
 from matcher.web.auth import SignInRequired
+from matcher.web.headers import SecurityHeaders
+from matcher.web.throttle import SignInThrottle, TooManySignIns, VerifiedCredentials
 
 STATIC = Path(__file__).parent / "static"
-SESSION_MAX_AGE_S = 8 * 3600  # one working day
 
-# Domain refusals as HTTP statuses; anything else refused is a 400.
+# Domain refusals as HTTP statuses (first match wins); anything else refused is a 400.
 STATUS = {
+    NotFoundHere: 404,  # unknown or outside the jurisdiction: the same answer for both
     NotInJurisdiction: 403,
     ProposalNotFound: 404,
     UnknownReference: 404,
@@ -38,18 +41,23 @@ STATUS = {
     InvalidCommand: 422,
 }
 TITLES = {400: "Not possible", 403: "Outside your jurisdiction", 404: "Not found",
-          409: "Already decided or no longer possible", 422: "Please check the form"}
+          409: "Already decided or no longer possible", 422: "Please check the form",
+          429: "Too many attempts"}
 
 
 def _is_console(request: Request) -> bool:
     return request.url.path.startswith("/console")
 
 
-def _refusal(request: Request, status: int, code: str, reason: str) -> Response:
+def _refusal(request: Request, status: int, code: str, reason: str,
+             headers: dict[str, str] | None = None) -> Response:
     """The same refusal as JSON for the API and as a friendly page for the console."""
     if _is_console(request):
-        return console.console_error(request, status, TITLES.get(status, "Error"), reason)
-    headers = {"WWW-Authenticate": 'Basic realm="coordinators"'} if status == 401 else None
+        page = console.console_error(request, status, TITLES.get(status, "Error"), reason)
+        page.headers.update(headers or {})
+        return page
+    if status == 401:
+        headers = {**(headers or {}), "WWW-Authenticate": 'Basic realm="coordinators"'}
     return JSONResponse({"error": code, "reason": reason}, status_code=status, headers=headers)
 
 
@@ -62,6 +70,13 @@ async def _on_domain_error(request: Request, exc: Exception) -> Response:
 async def _on_sign_in_required(request: Request, exc: Exception) -> Response:
     return _refusal(request, 401, "sign_in_required",
                     "sign in first: POST /api/session, or send HTTP Basic credentials")
+
+
+async def _on_too_many_sign_ins(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, TooManySignIns)
+    wait = max(int(exc.retry_after_s + 0.999), 1)
+    return _refusal(request, 429, "too_many_sign_ins", str(exc),
+                    headers={"Retry-After": str(wait)})
 
 
 async def _on_invalid_request(request: Request, exc: Exception) -> Response:
@@ -95,11 +110,18 @@ def build_web(engine: MatchingEngine, settings: Settings) -> FastAPI:
         openapi_url="/api/openapi.json", docs_url=None, redoc_url=None,
     )
     web.state.desk = Desk(engine=engine, settings=settings)
+    web.state.throttle = SignInThrottle(window_s=settings.sign_in_window_s,
+                                        max_failures=settings.sign_in_max_failures)
+    web.state.verified = VerifiedCredentials(ttl_s=settings.basic_cache_ttl_s,
+                                             size=settings.basic_cache_size)
     web.add_middleware(SessionMiddleware, secret_key=settings.session_secret,
-                       session_cookie="matcher_session", max_age=SESSION_MAX_AGE_S,
+                       session_cookie="matcher_session", max_age=int(settings.session_max_age_s),
                        same_site="lax", https_only=settings.session_https_only)
+    # Outside the session middleware, so it also sees (and secures) the session cookie.
+    web.add_middleware(SecurityHeaders, trust_forwarded=settings.trust_forwarded_headers)
     web.add_exception_handler(DomainError, _on_domain_error)
     web.add_exception_handler(SignInRequired, _on_sign_in_required)
+    web.add_exception_handler(TooManySignIns, _on_too_many_sign_ins)
     web.add_exception_handler(RequestValidationError, _on_invalid_request)
     web.add_exception_handler(HTTPException, _on_http_error)
     web.include_router(api.router)

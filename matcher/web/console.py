@@ -26,9 +26,11 @@ from matcher.storage.store import Store
 from matcher.web import i18n
 from matcher.web.auth import (
     SignInRequired,
+    check_password,
     csrf_ok,
     csrf_token,
     desk_of,
+    end_session,
     signed_in,
     start_session,
 )
@@ -185,8 +187,12 @@ def sign_in_form(request: Request, next: str = "/console/queue") -> HTMLResponse
 @router.post("/sign-in", response_model=None)
 def sign_in(request: Request, username: Annotated[str, Form(max_length=80)],
             password: Annotated[str, Form(max_length=200)],
-            next: Annotated[str, Form(max_length=300)] = "/console/queue") -> Response:
-    coordinator = desk_of(request).sign_in(username.strip(), password)
+            next: Annotated[str, Form(max_length=300)] = "/console/queue",
+            csrf: Annotated[str, Form(max_length=100)] = "") -> Response:
+    if not csrf_ok(request, csrf):  # the token was set when the form was shown
+        return page(request, "sign_in.html", status_code=422, next=_local(next),
+                    error="The sign-in form expired; please try again.")
+    coordinator = check_password(request, username.strip(), password, channel="http:console")
     if coordinator is None:
         _activate(request)
         return page(request, "sign_in.html", status_code=401, next=_local(next),
@@ -198,7 +204,7 @@ def sign_in(request: Request, username: Annotated[str, Form(max_length=80)],
 @router.post("/sign-out")
 def sign_out(request: Request, csrf: Annotated[str, Form()] = "") -> RedirectResponse:
     if csrf_ok(request, csrf):
-        request.session.clear()
+        end_session(request)
     return _see_other("/console/sign-in")
 
 
@@ -423,7 +429,7 @@ def stats(request: Request) -> HTMLResponse:
 
 
 def console_error(request: Request, status_code: int, title: str, reason: str) -> Response:
-    """A friendly error page (403 outside the jurisdiction, 404, 409...)."""
+    """A friendly error page (404 unknown or outside the jurisdiction, 409...)."""
     if status_code == 401:
         return _see_other("/console/sign-in?" + urlencode({"next": str(request.url.path)}))
     _activate(request)
