@@ -20,6 +20,7 @@ from matcher.storage.tables import audit_log, nodes, partners
 from matcher.web.app import build_web
 from tests import factories as f
 from tests.coordination_world import NOW, PASSWORD, build_world, propose, status_of
+from tests.test_api_authz import sign_in_csrf
 
 SETTINGS = Settings(session_secret="test-secret")
 GRID_NAME, GRID2_NAME, GRID_B_NAME = "五福社区第5网格", "五福社区第6网格", "古南街道第1网格"
@@ -50,7 +51,8 @@ def signed_in(engine: MatchingEngine, username: str, **headers: str) -> TestClie
     """A console client signed in as a coordinator of the world."""
     client = TestClient(build_web(engine, SETTINGS), headers=headers)
     response = client.post("/console/sign-in", data={"username": username,
-                                                     "password": PASSWORD},
+                                                     "password": PASSWORD,
+                                                     "csrf": sign_in_csrf(client)},
                            follow_redirects=False)
     assert response.status_code == 303
     return client

@@ -124,7 +124,8 @@ REFUSALS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"was withdrawn$"), N_("The partner withdrew the offer.")),
     (re.compile(r"expired at"), N_("The offer has expired.")),
     (re.compile(r"has no capacity left"), N_("The offer has no capacity left for this.")),
-    (re.compile(r"outside the jurisdiction"), N_("This lies outside your jurisdiction.")),
+    (re.compile(r"outside the jurisdiction|not found in your jurisdiction"),
+     N_("This lies outside your jurisdiction.")),
     (re.compile(r"the form expired"), N_("The form expired; reload the page and try again.")),
 )
 
