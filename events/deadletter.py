@@ -192,7 +192,7 @@ def dead_letter_middleware(sink: DeadLetters) -> type[BaseMiddleware]:
         async def consume_scope(self, call_next: Callable[[Any], Awaitable[Any]],
                                 msg: Any) -> Any:
             message: KafkaMessage = msg
-            if isinstance(message.raw_message, tuple):
+            if isinstance(message.raw_message, tuple | list):
                 # Batch subscribers dead-letter their records one by one themselves.
                 return await call_next(msg)
             record: ConsumerRecord[Any, Any] = message.raw_message
