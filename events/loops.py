@@ -18,8 +18,10 @@ log = logging.getLogger("matcher.events")
 RELAY_BATCH = 500
 LOOP_TICK_S = 0.1
 # Under a flood of events, matching takes at most about a quarter of the process's time, so
-# ingest keeps up; on a quiet day a batch is short and its rest with it.
+# ingest keeps up; on a quiet day a batch is short and its rest with it. A rest never delays
+# the next proposals by more than MAX_REST_S.
 REST_FACTOR = 3.0
+MAX_REST_S = 2.0
 
 
 async def relay_outbox(services: Services, publishers: Publishers) -> None:
@@ -66,7 +68,8 @@ async def match_continuously(services: Services) -> None:
                 engine.mark_dirty({shard})
                 await asyncio.sleep(1.0)
                 continue
-            rest_until[shard] = time.monotonic() + REST_FACTOR * report.total_s
+            rest_until[shard] = time.monotonic() + min(REST_FACTOR * report.total_s,
+                                                       MAX_REST_S)
             BATCH_SECONDS.labels(shard=shard).observe(report.total_s)
             PROPOSALS.labels(shard=shard).inc(report.proposals)
             log.info("matching batch done", extra=report.__dict__)

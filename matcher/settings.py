@@ -29,7 +29,7 @@ class Settings(BaseSettings):
     topic_prefix: str = Field(default="charity", description="Prefix of every topic name.")
     topic_partitions: int = Field(default=3, ge=1, description="Partitions of created topics.")
     consumer_group: str = Field(default="charity-matcher", description="Engine consumer group.")
-    batch_max_records: int = Field(default=500, ge=1, le=10_000,
+    batch_max_records: int = Field(default=2000, ge=1, le=10_000,
                                    description="Most events of one poll, applied in one "
                                    "transaction.")
     batch_poll_ms: int = Field(default=100, ge=1, le=10_000,

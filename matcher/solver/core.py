@@ -11,8 +11,10 @@ from matcher.solver.repair import repairable, solve_flow_then_repair
 METHODS = ("auto", "min_cost_flow", "cp_sat", "flow_repair", "lp_bound")
 
 # From this many arcs on, a batch broken only by whole needs goes to flow-then-repair: CP-SAT
-# seldom proves such batches optimal within a batch's time limit, and may find no plan at all.
-REPAIR_MIN_ARCS = 20_000
+# seldom proves such batches optimal within a batch's time limit, may find no plan at all,
+# and every proposal of the batch waits for it (at a few thousand arcs it already runs to
+# its limit, where flow-then-repair takes a tenth of a second with a proven bound).
+REPAIR_MIN_ARCS = 2_000
 
 
 def solve(problem: Problem, *, method: str = "auto") -> Solution:
