@@ -23,6 +23,16 @@ BATCH_SECONDS = Histogram("matcher_batch_seconds", "Wall time of a matching batc
                           ["shard"], buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
 OUTBOX_BACKLOG = Gauge("matcher_outbox_backlog", "Outgoing events not yet confirmed")
 PENDING_SHARDS = Gauge("matcher_pending_shards", "Shards waiting for a matching batch")
+CONSUMER_LAG = Gauge("matcher_consumer_lag", "Records on an input topic not yet consumed",
+                     ["topic"])
+PENDING_PROPOSALS = Gauge("matcher_pending_proposals", "Proposals waiting for a decision")
+OLDEST_PENDING_AGE = Gauge("matcher_oldest_pending_proposal_age_seconds",
+                           "Age of the oldest proposal waiting for a decision")
+UNMATCHED_ITEMS = Gauge("matcher_unmatched_items", "Open need items left (partly) unmatched")
+REBALANCE_LAST_SUCCESS = Gauge("matcher_rebalance_last_success_timestamp_seconds",
+                               "Unix time the last rebalancing run completed")
+REBALANCE_LAST_FAILURE = Gauge("matcher_rebalance_last_failure_timestamp_seconds",
+                               "Unix time the last rebalancing run failed")
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 

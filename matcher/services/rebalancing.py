@@ -26,6 +26,7 @@ from sqlalchemy import and_, func, select, update
 
 from matcher.domain.explain import explanations
 from matcher.domain.scoring import weight_vector
+from matcher.observability import REBALANCE_LAST_FAILURE, REBALANCE_LAST_SUCCESS
 from matcher.services.engine import MatchingEngine
 from matcher.services.matching import (
     MatchingConfig,
@@ -122,16 +123,28 @@ def rebalance(engine: MatchingEngine, options: RunOptions,
         return _record_busy(engine, run_id, options, started,
                             "another rebalancing run holds the lease")
     try:
-        for attempt in range(1, ATTEMPTS + 1):
-            try:
-                return _attempt(engine, run_id, options, started, progress,
-                                locked=attempt == ATTEMPTS)
-            except StalePlan as stale:
-                progress(f"state changed while planning ({stale}); planning again")
-        raise AssertionError("the last attempt runs under the write lock")  # pragma: no cover
+        summary = _attempts(engine, run_id, options, started, progress)
+    except Exception:
+        REBALANCE_LAST_FAILURE.set_to_current_time()
+        raise
+    else:
+        REBALANCE_LAST_SUCCESS.set_to_current_time()
+        return summary
     finally:
         with unit_of_work(engine.db) as store:
             RebalanceStore(store.conn).release_lease(run_id)
+
+
+def _attempts(engine: MatchingEngine, run_id: str, options: RunOptions, started: datetime,
+              progress: Progress) -> RebalanceSummary:
+    """Plan and apply until a plan holds; the last try runs under the write lock."""
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            return _attempt(engine, run_id, options, started, progress,
+                            locked=attempt == ATTEMPTS)
+        except StalePlan as stale:
+            progress(f"state changed while planning ({stale}); planning again")
+    raise AssertionError("the last attempt runs under the write lock")  # pragma: no cover
 
 
 def _attempt(engine: MatchingEngine, run_id: str, options: RunOptions, started: datetime,
