@@ -15,12 +15,17 @@ COPY schemas ./schemas
 COPY events ./events
 RUN pip install . \
     && rm -rf /src \
-    && useradd --create-home --uid 10001 --user-group matcher
+    && useradd --create-home --uid 10001 --user-group matcher \
+    && install -d -o matcher -g matcher /var/lib/matcher
 
 USER matcher
 WORKDIR /home/matcher
+# The SQLite file (when no database URL is given) and the rebalance reports go here: a
+# folder the service's user owns, to mount as a volume.
 ENV MATCHER_HTTP_HOST=0.0.0.0 \
-    MATCHER_HTTP_PORT=8080
+    MATCHER_HTTP_PORT=8080 \
+    MATCHER_DATA_DIR=/var/lib/matcher
+VOLUME /var/lib/matcher
 EXPOSE 8080
 
 HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=6 \

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from faststream._internal.context.repository import ContextRepo
-from faststream.asgi import AsgiFastStream, make_ping_asgi
+from faststream.asgi import AsgiFastStream
 from faststream.kafka import KafkaBroker
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from faststream.specification import AsyncAPI
@@ -25,6 +25,7 @@ from starlette.responses import RedirectResponse
 from events.bootstrap import Services, build_services
 from events.deadletter import DeadLetters, dead_letter_middleware
 from events.handlers import build_router, consumer_groups
+from events.health import broker_check, database_check, liveness, readiness
 from events.loops import start_loops, stop_loops
 from events.publishers import Publishers
 from events.shards import ShardOwnership
@@ -140,7 +141,9 @@ def build_app(settings: Settings, *, db: Engine | None = None) -> EngineApp:
     asgi = AsgiWithMounts(
         broker,
         mounts=[("/api", services.web), ("/console", services.web)],
-        asgi_routes=[("/health", make_ping_asgi(broker, timeout=5.0)),
+        asgi_routes=[("/health", liveness),
+                     ("/ready", readiness({"database": database_check(services.db),
+                                           "broker": broker_check(broker)})),
                      ("/metrics", make_asgi_app(REGISTRY)),
                      # The web app's page renders the document with self-hosted assets.
                      ("/asyncapi", RedirectResponse("/api/asyncapi"))],

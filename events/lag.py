@@ -40,6 +40,11 @@ async def consumer_lag(bootstrap: str, groups: Mapping[str, str]) -> int:
 
     `groups` maps each topic to the consumer group that reads it.
     """
+    return sum((await lag_by_topic(bootstrap, groups)).values())
+
+
+async def lag_by_topic(bootstrap: str, groups: Mapping[str, str]) -> dict[str, int]:
+    """Per topic, records written that its group has not committed yet (missing topics: 0)."""
     ends = await end_offsets(bootstrap, list(groups))
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
@@ -49,6 +54,8 @@ async def consumer_lag(bootstrap: str, groups: Mapping[str, str]) -> int:
             committed.update(await admin.list_consumer_group_offsets(group))
     finally:
         await admin.close()
-    return sum(end - (committed[tp].offset if tp in committed and committed[tp].offset >= 0
-                      else 0)
-               for tp, end in ends.items())
+    lag = dict.fromkeys(groups, 0)
+    for tp, end in ends.items():
+        done = committed[tp].offset if tp in committed and committed[tp].offset >= 0 else 0
+        lag[tp.topic] += max(0, end - done)
+    return lag

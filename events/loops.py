@@ -1,5 +1,5 @@
 """The engine's background loops: relaying the outbox, matching changed shards, sweeping
-pending proposals, and the nightly rebalance."""
+pending proposals, the nightly rebalance, and refreshing the operators' gauges."""
 
 from __future__ import annotations
 
@@ -7,11 +7,26 @@ import asyncio
 import contextlib
 import logging
 import time
+from datetime import datetime
+
+from sqlalchemy import Engine
 
 from events.bootstrap import Services
+from events.handlers import consumer_groups
+from events.lag import lag_by_topic
 from events.publishers import Publishers
-from matcher.observability import BATCH_SECONDS, OUTBOX_BACKLOG, PENDING_SHARDS, PROPOSALS
+from matcher.observability import (
+    BATCH_SECONDS,
+    CONSUMER_LAG,
+    OLDEST_PENDING_AGE,
+    OUTBOX_BACKLOG,
+    PENDING_PROPOSALS,
+    PENDING_SHARDS,
+    PROPOSALS,
+    UNMATCHED_ITEMS,
+)
 from matcher.services.rebalancing import rebalance_nightly
+from matcher.storage.operator_figures import operator_figures
 
 log = logging.getLogger("matcher.events")
 
@@ -22,6 +37,8 @@ LOOP_TICK_S = 0.1
 # the next proposals by more than MAX_REST_S.
 REST_FACTOR = 3.0
 MAX_REST_S = 2.0
+# Operators read these gauges on dashboards refreshed every few tens of seconds.
+GAUGE_INTERVAL_S = 15.0
 
 
 async def relay_outbox(services: Services, publishers: Publishers) -> None:
@@ -76,6 +93,43 @@ async def match_continuously(services: Services) -> None:
             services.wake_relay.set()
 
 
+def refresh_figures(db: Engine, now: datetime) -> None:
+    """Set the pending-proposal and unmatched-item gauges from the database (read-only)."""
+    with db.connect() as conn:
+        figures = operator_figures(conn, now)
+    PENDING_PROPOSALS.set(figures.pending_proposals)
+    OLDEST_PENDING_AGE.set(figures.oldest_pending_age_s)
+    UNMATCHED_ITEMS.set(figures.unmatched_items)
+
+
+async def refresh_figures_forever(services: Services) -> None:
+    """Refresh the database-derived gauges every GAUGE_INTERVAL_S."""
+    while True:
+        try:
+            await asyncio.to_thread(refresh_figures, services.db, services.engine.clock())
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.warning("operator gauges not refreshed", exc_info=True)
+        await asyncio.sleep(GAUGE_INTERVAL_S)
+
+
+async def measure_lag_forever(services: Services) -> None:
+    """Set the consumer lag of every input topic every GAUGE_INTERVAL_S."""
+    settings = services.settings
+    groups = consumer_groups(settings.consumer_group, services.topics)
+    while True:
+        try:
+            for topic, lag in (await lag_by_topic(settings.kafka_bootstrap_servers,
+                                                  groups)).items():
+                CONSUMER_LAG.labels(topic=topic).set(lag)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.warning("consumer lag not measured", exc_info=True)
+        await asyncio.sleep(GAUGE_INTERVAL_S)
+
+
 def start_loops(services: Services, publishers: Publishers) -> list[asyncio.Task[None]]:
     """Start every background loop of a running engine."""
     tasks = [
@@ -83,6 +137,8 @@ def start_loops(services: Services, publishers: Publishers) -> list[asyncio.Task
         asyncio.create_task(match_continuously(services), name="match_continuously"),
         asyncio.create_task(services.desk.sweep_forever(services.wake_relay.set),
                             name="sweep_pending"),
+        asyncio.create_task(refresh_figures_forever(services), name="refresh_figures"),
+        asyncio.create_task(measure_lag_forever(services), name="measure_lag"),
     ]
     if services.settings.rebalance_enabled:
         tasks.append(asyncio.create_task(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import date
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import typer
@@ -27,6 +28,29 @@ app.command("rebalance", help="Rebalance the whole district now, with progress."
 app.command("example", help="Print a whole, current message (offer, case or decision) with its "
             "topic and Kafka key.")(example_command)
 console = Console(stderr=True)
+DISTRIBUTION = "charity-matcher"
+
+
+def installed_version() -> str:
+    """The installed package's version ('unknown' when run from an uninstalled checkout)."""
+    try:
+        return version(DISTRIBUTION)
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _print_version(asked: bool) -> None:
+    """Print the version and stop, before any command runs."""
+    if asked:
+        typer.echo(f"matcher {installed_version()}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(version_: bool = typer.Option(False, "--version", callback=_print_version,
+                                       is_eager=True, help="Print the version and exit.")
+         ) -> None:
+    """Charity matching engine: offers and needs in, proposals out."""
 
 ASYNCAPI_FILE = PROJECT_ROOT / "docs" / "asyncapi.json"
 

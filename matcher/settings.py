@@ -10,6 +10,9 @@ from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# Relative to the working directory, never to the package: an installed package lives in
+# site-packages, which the service's user may not write to.
+DEFAULT_DATA_DIR = Path(".data")
 
 
 class Settings(BaseSettings):
@@ -45,10 +48,15 @@ class Settings(BaseSettings):
                                        description="Controller port of the local broker.")
 
     # Storage
+    data_dir: Path = Field(
+        default=DEFAULT_DATA_DIR,
+        description="Folder of the engine's own files: the default SQLite database "
+        "(matcher.db) and rebalance reports (rebalance/). Default: .data in the working "
+        "directory.")
     database_url: str = Field(
-        default=f"sqlite:///{PROJECT_ROOT / '.data' / 'matcher.db'}",
-        description="SQLAlchemy URL: sqlite:///path.db (default) or "
-        "postgresql+psycopg://user:pass@host/db.",
+        default=f"sqlite:///{DEFAULT_DATA_DIR / 'matcher.db'}",
+        description="SQLAlchemy URL: sqlite:///path.db or "
+        "postgresql+psycopg://user:pass@host/db. Default: matcher.db in data_dir.",
     )
 
     # Matching
@@ -139,9 +147,9 @@ class Settings(BaseSettings):
     rebalance_lease_s: float = Field(
         default=900.0, gt=0,
         description="How long a run holds the district-wide lease before others may take it.")
-    rebalance_report_dir: Path = Field(default=PROJECT_ROOT / ".data" / "rebalance",
+    rebalance_report_dir: Path = Field(default=DEFAULT_DATA_DIR / "rebalance",
                                        description="Where run reports (JSON, Markdown, PNG) "
-                                       "are written.")
+                                       "are written. Default: rebalance/ in data_dir.")
 
     # Language and local time: console pages, rebalance reports, CSV and the CLI
     timezone: str = Field(default="Asia/Shanghai",
@@ -151,6 +159,16 @@ class Settings(BaseSettings):
     default_locale: str = Field(default="zh_CN", pattern=r"^(zh_CN|en)$",
                                 description="Console language when the reader chose none and "
                                 "the browser asks for none we have: zh_CN or en.")
+
+    @model_validator(mode="after")
+    def _files_in_data_dir(self) -> Settings:
+        """The database file and reports live under data_dir unless placed explicitly."""
+        self.data_dir = self.data_dir.expanduser().resolve()
+        if "database_url" not in self.model_fields_set:
+            self.database_url = f"sqlite:///{self.data_dir / 'matcher.db'}"
+        if "rebalance_report_dir" not in self.model_fields_set:
+            self.rebalance_report_dir = self.data_dir / "rebalance"
+        return self
 
     @model_validator(mode="after")
     def _rebalance_in_district_time(self) -> Settings:

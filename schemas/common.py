@@ -79,8 +79,8 @@ class Level(StrEnum):
 class Location(WireModel):
     """A point on the map (WGS84)."""
 
-    lat: Number = Field(ge=-90, le=90, description="Latitude in degrees.", examples=[30.2741])
-    lon: Number = Field(ge=-180, le=180, description="Longitude in degrees.", examples=[120.1551])
+    lat: Number = Field(ge=-90, le=90, description="Latitude in degrees.", examples=[28.995037])
+    lon: Number = Field(ge=-180, le=180, description="Longitude in degrees.", examples=[106.667709])
 
 
 class TimeWindow(WireModel):

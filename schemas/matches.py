@@ -67,7 +67,7 @@ class Proposal(WireModel):
     case_id: Identifier = Field(description="Case served.", examples=["case-000381"])
     item_id: Identifier = Field(description="Item of the case served.", examples=["i1"])
     grid_id: Identifier = Field(description="Grid of the case.",
-                                examples=["ws-gongchen-studio-3-grid-2"])
+                                examples=["ws-wenlong-st-shuanglong-g2"])
     offer_id: Identifier = Field(description="Offer used.", examples=["offer-v-0042"])
     partner_id: Identifier = Field(description="Partner owning the offer.",
                                    examples=["partner-017"])
@@ -105,7 +105,7 @@ class DecisionPayload(WireModel):
 
     proposal_id: Identifier = Field(description="The proposal decided.", examples=["prop-1a2b3c"])
     decision: Decision = Field(description="The decision.", examples=["approve"])
-    coordinator_id: Identifier = Field(description="Who decided.", examples=["coord-gongchen"])
+    coordinator_id: Identifier = Field(description="Who decided.", examples=["coord-wenlong"])
     reason: str = Field(default="", max_length=500, description="Why (required to reject).",
                         examples=["volunteer lives too far for a weekly visit"])
 
@@ -156,7 +156,7 @@ class Unmatched(WireModel):
     case_id: Identifier = Field(description="Case.", examples=["case-000381"])
     item_id: Identifier = Field(description="Item.", examples=["i1"])
     grid_id: Identifier = Field(description="Grid of the case.",
-                                examples=["ws-gongchen-studio-3-grid-2"])
+                                examples=["ws-wenlong-st-shuanglong-g2"])
     open_quantity: Number = Field(description="What is still unserved.", examples=[2])
     reason_code: str = Field(description="Machine-readable reason.",
                              examples=["no_eligible_offer"])
@@ -209,7 +209,7 @@ class Assignment(WireModel):
     case_id: Identifier = Field(description="Case served.", examples=["case-000381"])
     item_id: Identifier = Field(description="Item of the case served.", examples=["i1"])
     grid_id: Identifier = Field(description="Grid of the case (whose grid worker to contact).",
-                                examples=["ws-gongchen-studio-3-grid-2"])
+                                examples=["ws-wenlong-st-shuanglong-g2"])
     beneficiary: Identifier = Field(description="Pseudonym of the beneficiary; never a name.",
                                     examples=["ben-7f3a"])
     offer_id: Identifier = Field(description="The partner's offer used.",
@@ -225,7 +225,7 @@ class Assignment(WireModel):
         examples=[{"start": "2026-11-30T09:00:00+08:00", "end": "2026-11-30T11:00:00+08:00"}],
     )
     approved_by: str = Field(description="Coordinator who approved, or 'auto' for automatic "
-                             "approval of a kind configured so.", examples=["coord-gongchen"])
+                             "approval of a kind configured so.", examples=["coord-wenlong"])
     note: str = Field(default="", max_length=500, description="The coordinator's note.",
                       examples=["please call the grid worker before the first visit"])
 

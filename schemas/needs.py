@@ -53,11 +53,11 @@ class Beneficiary(WireModel):
     )
     languages: list[Annotated[str, Field(min_length=1, max_length=40)]] = Field(
         default_factory=list, max_length=10, description="Languages or dialects spoken.",
-        examples=[["hangzhou_dialect"]],
+        examples=[["chongqing_dialect"]],
     )
     location: Location | None = Field(
         default=None, description="Approximate home location (for travel distance).",
-        examples=[{"lat": 30.315, "lon": 120.148}],
+        examples=[{"lat": 28.995, "lon": 106.668}],
     )
     sensitive: SensitiveAttributes | None = Field(
         default=None, description="Sensitive attributes (restricted).",
@@ -71,7 +71,7 @@ class Preferences(WireModel):
     languages: list[Annotated[str, Field(min_length=1, max_length=40)]] = Field(
         default_factory=list, max_length=10,
         description="A volunteer must speak one of these (empty: no requirement).",
-        examples=[["hangzhou_dialect"]],
+        examples=[["chongqing_dialect"]],
     )
     preferred_partner_ids: list[Identifier] = Field(
         default_factory=list, max_length=10,
@@ -130,7 +130,7 @@ class Case(WireModel):
                            description="Version of the case; updates carry a higher one.",
                          examples=[1])
     grid_id: Identifier = Field(description="Grid (smallest node) the case belongs to.",
-                                examples=["ws-gongchen-studio-3-grid-2"])
+                                examples=["ws-wenlong-st-shuanglong-g2"])
     beneficiary: Beneficiary = Field(description="Who is served.")
     items: list[NeedItem] = Field(min_length=1, max_length=50, description="Requested items.")
 

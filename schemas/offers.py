@@ -52,7 +52,7 @@ class _OfferBase(WireModel):
     )
     node_id: Identifier = Field(
         description="Hierarchy node the offer is based at (where it can be used from).",
-        examples=["ws-gongchen-studio-3"],
+        examples=["ws-wenlong-st-shuanglong"],
     )
 
 
@@ -76,7 +76,7 @@ class VolunteerOffer(_OfferBase):
         default_factory=list,
         max_length=10,
         description="Languages and dialects spoken.",
-        examples=[["mandarin", "hangzhou_dialect"]],
+        examples=[["mandarin", "chongqing_dialect"]],
     )
     availability: list[TimeWindow] = Field(
         min_length=1,
@@ -87,7 +87,7 @@ class VolunteerOffer(_OfferBase):
     home: Location | None = Field(
         default=None,
         description="Where the volunteer starts from.",
-        examples=[{"lat": 30.32, "lon": 120.15}],
+        examples=[{"lat": 29.001, "lon": 106.672}],
     )
     travel_radius_km: Number = Field(
         default=3.0,
@@ -122,7 +122,7 @@ class GoodsOffer(_OfferBase):
     )
     pickup: Location | None = Field(
         default=None, description="Where the goods are picked up.",
-        examples=[{"lat": 30.30, "lon": 120.16}],
+        examples=[{"lat": 28.996, "lon": 106.668}],
     )
 
 
@@ -156,7 +156,7 @@ class ServiceOffer(_OfferBase):
     )
     place: Location | None = Field(
         default=None, description="Where the service takes place.",
-        examples=[{"lat": 30.31, "lon": 120.15}],
+        examples=[{"lat": 29.003, "lon": 106.670}],
     )
 
 

@@ -56,7 +56,7 @@ class PlanChange(WireModel):
     case_id: Identifier = Field(description="Case served.", examples=["case-000381"])
     item_id: Identifier = Field(description="Item of the case.", examples=["i1"])
     grid_id: Identifier = Field(description="Grid of the case.",
-                                examples=["ws-gongchen-studio-3-grid-2"])
+                                examples=["ws-wenlong-st-shuanglong-g2"])
     old_proposal_id: Identifier | None = Field(
         default=None, description="The proposal revoked or released (moved, revoked, released).",
         examples=["prop-1a2b3c"])

@@ -26,13 +26,13 @@ class Node(WireModel):
     """One node of the four-level hierarchy: centre > workstation > studio > grid."""
 
     node_id: Identifier = Field(
-        description="Stable id of the node.", examples=["ws-gongchen-studio-3-grid-2"]
+        description="Stable id of the node.", examples=["ws-wenlong-st-shuanglong-g2"]
     )
     level: Level = Field(description="Level of the node in the hierarchy.", examples=["grid"])
     parent_id: Identifier | None = Field(
         default=None,
         description="Id of the parent node; only the district charity centre has none.",
-        examples=["ws-gongchen-studio-3"],
+        examples=["ws-wenlong-st-shuanglong"],
     )
     name: str = Field(
         min_length=1, max_length=120, description="Human name.", examples=["Grid 2, Daguan Studio"]
@@ -40,7 +40,7 @@ class Node(WireModel):
     location: Location | None = Field(
         default=None,
         description="A representative point (centroid) of the node's area.",
-        examples=[{"lat": 30.31, "lon": 120.14}],
+        examples=[{"lat": 28.995, "lon": 106.668}],
     )
 
     @model_validator(mode="after")
@@ -57,12 +57,12 @@ class Partner(WireModel):
                                    examples=["partner-017"])
     name: str = Field(
         min_length=1, max_length=160, description="Organisation name.",
-        examples=["Gongchen Elderly Care Technology Co."],
+        examples=["Chongqing Wenlong Elderly Care Co., Ltd."],
     )
     kind: PartnerKind = Field(description="Kind of organisation.", examples=["enterprise"])
     home_node_id: Identifier = Field(
         description="Node of the hierarchy the partner is attached to.",
-        examples=["ws-gongchen"],
+        examples=["ws-wenlong"],
     )
 
 

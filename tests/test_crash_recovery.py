@@ -79,7 +79,7 @@ async def wait_healthy(settings: Settings, process: subprocess.Popen[bytes]) -> 
             assert process.poll() is None, "engine exited during start-up"
             try:
                 response = await client.get(f"http://127.0.0.1:{settings.http_port}/health")
-                if response.status_code == 204:
+                if response.status_code == 200 and response.json() == {"status": "ok"}:
                     return
             except httpx.TransportError:
                 pass

@@ -411,3 +411,20 @@ def grid_choices(store: Store, coordinator: Coordinator) -> list[tuple[str, str]
 def node_names(store: Store) -> dict[str, str]:
     """Registry name of every node (for headers and escalation badges)."""
     return {r.node_id: r.name for r in store.conn.execute(select(nodes.c.node_id, nodes.c.name))}
+
+
+class NodeEntry(BaseModel):
+    """One node of the district's hierarchy, as partners and coordinators refer to it."""
+
+    node_id: str
+    level: str
+    name: str
+    parent_id: str | None
+
+
+def node_registry(store: Store) -> list[NodeEntry]:
+    """Every node of the hierarchy, parents before children (the registry is public)."""
+    rows = store.conn.execute(select(nodes.c.node_id, nodes.c.level, nodes.c.name,
+                                     nodes.c.parent_id).order_by(nodes.c.path))
+    return [NodeEntry(node_id=r.node_id, level=r.level, name=r.name, parent_id=r.parent_id)
+            for r in rows]

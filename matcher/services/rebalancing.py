@@ -26,6 +26,7 @@ from sqlalchemy import and_, func, select, update
 
 from matcher.domain.explain import explanations
 from matcher.domain.scoring import weight_vector
+from matcher.observability import REBALANCE_LAST_FAILURE, REBALANCE_LAST_SUCCESS
 from matcher.services.engine import MatchingEngine
 from matcher.services.matching import (
     MatchingConfig,
@@ -122,16 +123,28 @@ def rebalance(engine: MatchingEngine, options: RunOptions,
         return _record_busy(engine, run_id, options, started,
                             "another rebalancing run holds the lease")
     try:
-        for attempt in range(1, ATTEMPTS + 1):
-            try:
-                return _attempt(engine, run_id, options, started, progress,
-                                locked=attempt == ATTEMPTS)
-            except StalePlan as stale:
-                progress(f"state changed while planning ({stale}); planning again")
-        raise AssertionError("the last attempt runs under the write lock")  # pragma: no cover
+        summary = _attempts(engine, run_id, options, started, progress)
+    except Exception:
+        REBALANCE_LAST_FAILURE.set_to_current_time()
+        raise
+    else:
+        REBALANCE_LAST_SUCCESS.set_to_current_time()
+        return summary
     finally:
         with unit_of_work(engine.db) as store:
             RebalanceStore(store.conn).release_lease(run_id)
+
+
+def _attempts(engine: MatchingEngine, run_id: str, options: RunOptions, started: datetime,
+              progress: Progress) -> RebalanceSummary:
+    """Plan and apply until a plan holds; the last try runs under the write lock."""
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            return _attempt(engine, run_id, options, started, progress,
+                            locked=attempt == ATTEMPTS)
+        except StalePlan as stale:
+            progress(f"state changed while planning ({stale}); planning again")
+    raise AssertionError("the last attempt runs under the write lock")  # pragma: no cover
 
 
 def _attempt(engine: MatchingEngine, run_id: str, options: RunOptions, started: datetime,
@@ -366,23 +379,61 @@ def next_run_at(now: datetime, at: str, timezone: str) -> datetime:
     return candidate
 
 
+def previous_run_at(now: datetime, at: str, timezone: str) -> datetime:
+    """The latest moment (at or before now) the local clock showed `at` in `timezone`."""
+    # next_run_at is strictly after now; a day before it, on the wall clock, is at or before.
+    return next_run_at(now, at, timezone) - timedelta(days=1)
+
+
+def missed_nightly_run(last_completed: datetime | None, now: datetime, at: str,
+                       timezone: str) -> bool:
+    """Whether the last scheduled night passed without a completed run after it.
+
+    Before any run at all nothing was missed: a fresh install does not rebalance on its
+    first start, it waits for its first night.
+    """
+    if last_completed is None:
+        return False
+    return last_completed < previous_run_at(now, at, timezone)
+
+
+def _last_completed(engine: MatchingEngine) -> datetime | None:
+    """Start of the most recent completed run, from the stored reports."""
+    with unit_of_work(engine.db) as store:
+        return RebalanceStore(store.conn).last_completed_at()
+
+
+async def _run_nightly(engine: MatchingEngine, settings: Settings,
+                       on_done: Callable[[], None]) -> None:
+    """One scheduled run in a thread; a failure is logged and waits for the next night."""
+    options = options_from(settings, engine, trigger="nightly", requested_by="scheduler")
+    try:
+        summary = await asyncio.to_thread(rebalance, engine, options)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("nightly rebalancing failed; next try tomorrow")
+    else:
+        log.info("nightly rebalancing done", extra={
+            "run_id": summary.run_id, "status": summary.status.value, "new": summary.new,
+            "moved": summary.moved, "revoked": summary.revoked})
+        on_done()
+
+
 async def rebalance_nightly(engine: MatchingEngine, settings: Settings,
                             on_done: Callable[[], None] = lambda: None) -> None:
-    """Every night at `rebalance_at` local time, rebalance; `on_done` wakes the outbox relay."""
+    """Every night at `rebalance_at` local time, rebalance; `on_done` wakes the outbox relay.
+
+    A night missed while the service was down is caught up once at start.
+    """
+    last = await asyncio.to_thread(_last_completed, engine)
+    if missed_nightly_run(last, engine.clock(), settings.rebalance_at,
+                          settings.rebalance_timezone):
+        log.info("catching up a missed nightly rebalancing", extra={"last_run": str(last)})
+        await _run_nightly(engine, settings, on_done)
     while True:
         now = engine.clock()
         due = next_run_at(now, settings.rebalance_at, settings.rebalance_timezone)
         await asyncio.sleep(max(0.0, (due - now).total_seconds()))
-        options = options_from(settings, engine, trigger="nightly", requested_by="scheduler")
-        try:
-            summary = await asyncio.to_thread(rebalance, engine, options)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("nightly rebalancing failed; next try tomorrow")
-        else:
-            log.info("nightly rebalancing done", extra={
-                "run_id": summary.run_id, "status": summary.status.value, "new": summary.new,
-                "moved": summary.moved, "revoked": summary.revoked})
-            on_done()
+        await _run_nightly(engine, settings, on_done)
         await asyncio.sleep(1.0)  # never twice in the same minute

@@ -143,6 +143,12 @@ class RebalanceStore:
                                                        runs.c.run_id.desc()).limit(limit))
         return [RunRow(**r._mapping) for r in rows]
 
+    def last_completed_at(self) -> datetime | None:
+        """When the most recent completed run started (None before the first)."""
+        started = self.conn.execute(select(func.max(runs.c.started_at))
+                                    .where(runs.c.status == "completed")).scalar_one()
+        return started if isinstance(started, datetime) else None
+
     def count_runs(self) -> int:
         """How many runs are stored."""
         return int(self.conn.execute(select(func.count()).select_from(runs)).scalar_one())

@@ -199,6 +199,12 @@ def unmatched(username: Username, request: Request,
         lambda store, c: oversight.unmatched_needs(store, c, grid_id=grid_id), username)
 
 
+@router.get("/nodes", response_model=list[oversight.NodeEntry])
+def list_nodes(username: Username, request: Request) -> list[oversight.NodeEntry]:
+    """The whole hierarchy (ids, levels, names, parents): the ids partners put on events."""
+    return desk_of(request).read(lambda store, c: oversight.node_registry(store), username)
+
+
 @router.get("/stats", response_model=impact.QueueStats)
 def stats(username: Username, request: Request) -> impact.QueueStats:
     """Queue statistics and impact figures of my jurisdiction."""
