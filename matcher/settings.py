@@ -128,7 +128,7 @@ class Settings(BaseSettings):
     startup_retry_attempts: int = Field(
         default=0, ge=0, description="Start-up attempts before giving up (0: keep trying).")
 
-    # Rebalancing (issue 5): the nightly re-optimisation of the whole district
+    # Rebalancing: the nightly re-optimisation of the whole district
     rebalance_at: str = Field(default="02:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$",
                               description="Local time (HH:MM) of the nightly rebalancing run.")
     rebalance_timezone: str = Field(default="Asia/Shanghai",
