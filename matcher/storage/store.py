@@ -505,27 +505,22 @@ class Store:
 
     def held_for_offers(self, offer_ids: Sequence[str]) -> dict[tuple[str, int | None], float]:
         """Capacity held per (offer, slot) of these offers by holding proposals."""
-        held: dict[tuple[str, int | None], float] = {}
-        for chunk in _chunks(offer_ids):
-            for offer_id, slot, amount in self.conn.execute(
-                    select(proposals.c.offer_id, proposals.c.slot, func.sum(proposals.c.amount))
-                    .where(proposals.c.offer_id.in_(chunk),
-                           proposals.c.status.in_([s.value for s in HOLDING]))
-                    .group_by(proposals.c.offer_id, proposals.c.slot)):
-                held[offer_id, slot] = float(amount)
-        return held
+        return self._holding_sums(proposals.c.offer_id, proposals.c.slot, offer_ids)
 
     def served_for_cases(self, case_ids: Sequence[str]) -> dict[tuple[str, str], float]:
         """Demand served per (case, item) of these cases by holding proposals."""
-        served: dict[tuple[str, str], float] = {}
-        for chunk in _chunks(case_ids):
-            for case_id, item_id, amount in self.conn.execute(
-                    select(proposals.c.case_id, proposals.c.item_id, func.sum(proposals.c.amount))
-                    .where(proposals.c.case_id.in_(chunk),
-                           proposals.c.status.in_([s.value for s in HOLDING]))
-                    .group_by(proposals.c.case_id, proposals.c.item_id)):
-                served[case_id, item_id] = float(amount)
-        return served
+        return self._holding_sums(proposals.c.case_id, proposals.c.item_id, case_ids)
+
+    def _holding_sums(self, owner: Any, part: Any, ids: Sequence[str]) -> dict[Any, float]:
+        """Amounts of holding proposals per (owner, part), for owners among `ids`."""
+        sums: dict[Any, float] = {}
+        for chunk in _chunks(ids):
+            for first, second, amount in self.conn.execute(
+                    select(owner, part, func.sum(proposals.c.amount))
+                    .where(owner.in_(chunk), proposals.c.status.in_([s.value for s in HOLDING]))
+                    .group_by(owner, part)):
+                sums[first, second] = float(amount)
+        return sums
 
     def holding_volunteer_visits(self) -> list[ProposalRow]:
         """Volunteer visits promised (proposed or approved), with their time windows."""
