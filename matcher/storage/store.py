@@ -610,16 +610,9 @@ class Store:
 
     # --- outbox --------------------------------------------------------------------------------
 
-    def add_outbox(self, *, topic: str, key: str, value: str, event_id: str, event_type: str,
-                   at: datetime) -> None:
-        """Queue an outgoing event; it is published after this transaction commits."""
-        self.conn.execute(insert(outbox).values(topic=topic, key=key, value=value,
-                                                event_id=event_id, event_type=event_type,
-                                                created_at=at))
-
     def add_outbox_many(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Queue many outgoing events at once; each row has the keyword arguments of
-        `add_outbox` (topic, key, value, event_id, event_type, at)."""
+        """Queue outgoing events (rows of topic, key, value, event_id, event_type, at, as
+        `matcher.services.outbound` routes them); published after this transaction commits."""
         if rows:
             self.conn.execute(insert(outbox), [
                 {"topic": row["topic"], "key": row["key"], "value": row["value"],
