@@ -50,6 +50,7 @@ import urllib.request
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -63,7 +64,10 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
+from matcher.kafka_access import KafkaAccess, kafka_access, write_properties
+from matcher.kafka_principals import ADMIN
 from matcher.localkafka import ensure_topics_async
+from matcher.settings import Settings
 from matcher.simulator import District, build_district, registry_events, simulate_month
 from matcher.simulator.day import Event
 from matcher.simulator.publish import headers_of, publish_events, topic_and_key
@@ -143,6 +147,18 @@ class RunConfig:
     engine_env: dict[str, str] = field(default_factory=dict)
     matcher_cmd: list[str] = field(default_factory=lambda: [matcher_executable(), "run"])
 
+    @cached_property
+    def access(self) -> KafkaAccess:
+        """The benchmark acts as the broker's admin: it creates topics and plays every sender,
+        and its engines use the same principal on the run's own topic prefix."""
+        return kafka_access(Settings(kafka_bootstrap_servers=self.bootstrap), role=ADMIN)
+
+    def client_config(self) -> Path:
+        """The access as a client properties file, for the engine subprocesses."""
+        path = self.workdir / "client-admin.properties"
+        write_properties(path, self.access.properties(), "the ingest benchmark's client")
+        return path
+
     @property
     def topics(self) -> Topics:
         return Topics(self.prefix)
@@ -209,7 +225,7 @@ async def preload(config: RunConfig, events: Sequence[Event], what: str) -> floa
             last[0] = time.monotonic()
             log(f"  publishing {what}: {done:,}/{total:,}")
 
-    await publish_events(config.bootstrap, config.topics, events, progress=progress)
+    await publish_events(config.access, config.topics, events, progress=progress)
     return time.monotonic() - started
 
 
@@ -219,9 +235,9 @@ async def preload(config: RunConfig, events: Sequence[Event], what: str) -> floa
 class Broker:
     """Long-lived admin and consumer clients for the harness's reads of offsets and groups."""
 
-    def __init__(self, bootstrap: str) -> None:
-        self.admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-        self.consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    def __init__(self, access: KafkaAccess) -> None:
+        self.admin = AIOKafkaAdminClient(**access.aiokafka())
+        self.consumer = AIOKafkaConsumer(**access.aiokafka(), enable_auto_commit=False)
         self._partitions: dict[str, list[TopicPartition]] = {}
 
     async def start(self) -> None:
@@ -283,8 +299,8 @@ class Broker:
 
 
 @contextlib.asynccontextmanager
-async def broker_reader(bootstrap: str) -> AsyncIterator[Broker]:
-    broker = Broker(bootstrap)
+async def broker_reader(access: KafkaAccess) -> AsyncIterator[Broker]:
+    broker = Broker(access)
     await broker.start()
     try:
         yield broker
@@ -319,7 +335,7 @@ async def raw_consume(config: RunConfig, expected: dict[str, int], *, validate: 
     check = adapters(config.topics)
     topics = sorted(expected)
     total = sum(expected.values())
-    consumer = AIOKafkaConsumer(*topics, bootstrap_servers=config.bootstrap, group_id=None,
+    consumer = AIOKafkaConsumer(*topics, **config.access.aiokafka(), group_id=None,
                                 auto_offset_reset="earliest", enable_auto_commit=False)
     await consumer.start()
     counts = dict.fromkeys(topics, 0)
@@ -427,6 +443,7 @@ class EngineProcess:
         self.env = {
             **os.environ,
             "KAFKA_BOOTSTRAP_SERVERS": config.bootstrap,
+            "MATCHER_KAFKA_CLIENT_CONFIG": str(config.client_config()),
             "MATCHER_TOPIC_PREFIX": config.prefix,
             "MATCHER_TOPIC_PARTITIONS": str(config.partitions),
             "MATCHER_CONSUMER_GROUP": config.consumer_group,
@@ -654,10 +671,10 @@ async def throughput(config: RunConfig, events: int, timeout_s: float,
     expected = count_by_topic(stream.all, topics)
     log(f"  {len(stream.registry):,} registry + {len(stream.day):,} offer/need events; "
         f"topics {config.prefix}.*")
-    await ensure_topics_async(config.bootstrap, topics.all, config.partitions)
+    await ensure_topics_async(config.access, topics.all, config.partitions)
     database = Database(config)
     try:
-        async with broker_reader(config.bootstrap) as broker:
+        async with broker_reader(config.access) as broker:
             await broker.wait_for_leaders(topics.all)
             return await _throughput(broker, config, database, stream, expected, timeout_s)
     finally:
@@ -737,7 +754,7 @@ class Outcomes:
         self.first: dict[str, tuple[float, str]] = {}
         self.malformed = 0
         self.consumer = AIOKafkaConsumer(
-            config.topics.proposals, config.topics.unmatched, bootstrap_servers=config.bootstrap,
+            config.topics.proposals, config.topics.unmatched, **config.access.aiokafka(),
             group_id=None, auto_offset_reset="earliest", enable_auto_commit=False)
         self.task: asyncio.Task[None] | None = None
 
@@ -824,7 +841,7 @@ async def paced_publish(config: RunConfig, records: Sequence[WireRecord], rate: 
 
     Record i is due at start + i / rate; when the loop falls behind, due records go out at
     once (no sleep) until it has caught up, so the achieved rate shows whether it kept up."""
-    producer = AIOKafkaProducer(bootstrap_servers=config.bootstrap, acks="all",
+    producer = AIOKafkaProducer(**config.access.aiokafka(), acks="all",
                                 enable_idempotence=True)
     await producer.start()
     futures: list[asyncio.Future[Any]] = []
@@ -881,12 +898,12 @@ async def latency(config: RunConfig, rates: Sequence[float], duration_s: float, 
     registry = list(registry_events(district, datetime.now(UTC) - timedelta(hours=1)))
     warm = warm_up_offers(district, config.seed, first_day, warm_offers)
     stream = latency_events(district, config.seed, first_day + timedelta(days=1))
-    await ensure_topics_async(config.bootstrap, topics.all, config.partitions)
+    await ensure_topics_async(config.access, topics.all, config.partitions)
     database = Database(config)
     results: list[LatencyResult] = []
     outcomes = Outcomes(config)
     try:
-        async with (broker_reader(config.bootstrap) as broker,
+        async with (broker_reader(config.access) as broker,
                     engine_running(config, database, "latency") as engine):
             await broker.wait_for_leaders(topics.all)
             log(f"latency: registry ({len(registry)}) and {len(warm)} offers first")

@@ -106,7 +106,10 @@ def build_app(settings: Settings, *, db: Engine | None = None) -> EngineApp:
     context = ContextRepo()
     context.set_global("services", services)
     broker = KafkaBroker(
-        settings.kafka_bootstrap_servers,
+        services.kafka.bootstrap,
+        security=services.kafka.faststream(),
+        # New partners' topics join the pattern subscriptions at the next metadata refresh.
+        metadata_max_age_ms=settings.kafka_metadata_max_age_ms,
         middlewares=[KafkaPrometheusMiddleware(registry=REGISTRY),
                      dead_letter_middleware(services.dead_letters)],
         logger=logging.getLogger("matcher.broker"),
@@ -119,8 +122,8 @@ def build_app(settings: Settings, *, db: Engine | None = None) -> EngineApp:
 
     async def on_startup() -> None:
         await asyncio.to_thread(migrate, services.db)
-        created = await ensure_topics_async(settings.kafka_bootstrap_servers,
-                                            services.topics.all, settings.topic_partitions)
+        created = await ensure_topics_async(services.kafka, services.topics.all,
+                                            settings.topic_partitions)
         if created:
             log.info("topics created", extra={"topics": created})
         await services.dead_letters.start()
@@ -128,7 +131,8 @@ def build_app(settings: Settings, *, db: Engine | None = None) -> EngineApp:
     async def after_startup() -> None:
         app.tasks = start_loops(services, publishers)
         services.wake_relay.set()
-        log.info("engine started", extra={"bootstrap": settings.kafka_bootstrap_servers,
+        log.info("engine started", extra={"bootstrap": services.kafka.bootstrap,
+                                          "principal": services.kafka.principal,
                                           "topic_prefix": settings.topic_prefix})
 
     async def on_shutdown() -> None:

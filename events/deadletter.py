@@ -26,7 +26,10 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from events.codec import describe_validation_error, nests_too_deep
 from matcher.domain.errors import DomainError
+from matcher.kafka_access import KafkaAccess
+from matcher.localkafka import ensure_topics_async
 from matcher.observability import DEAD_LETTERS, EVENTS_FAILED
+from schemas.topics import Topics
 
 log = logging.getLogger("matcher.events")
 
@@ -142,21 +145,38 @@ def dead_letter_headers(record: ConsumerRecord[Any, Any], code: str,
 
 
 class DeadLetters:
-    """Sends refused records to the dead-letter topic, acknowledged by every replica."""
+    """Sends refused records to the dead-letter topic, acknowledged by every replica.
 
-    def __init__(self, bootstrap: str, topic: str,
+    A record refused on a partner's own topic is also sent to that partner's feedback topic,
+    which only it (and the district) may read: it holds nothing but the partner's own events,
+    redacted as in the shared topic, so a partner learns why without seeing anyone else's.
+    """
+
+    def __init__(self, access: KafkaAccess, topics: Topics, partitions: int = 1,
                  max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES) -> None:
-        self.topic = topic
-        self.bootstrap = bootstrap
+        self.topics = topics
+        self.topic = topics.dead_letter
+        self.access = access
+        self.partitions = partitions
         self.max_request_bytes = max_request_bytes
         self._producer: AIOKafkaProducer | None = None
+        self._feedback_topics: set[str] = set()
 
     async def start(self) -> None:
         """Connect (the producer belongs to the running event loop, so it is made here)."""
-        self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all",
+        self._producer = AIOKafkaProducer(**self.access.aiokafka(), acks="all",
                                           enable_idempotence=True,
                                           max_request_size=self.max_request_bytes)
         await self._producer.start()
+
+    async def _feedback_topic(self, partner: str) -> str:
+        """The partner's feedback topic, created the first time it is needed."""
+        topic = self.topics.feedback_of(partner)
+        if topic not in self._feedback_topics:
+            # `matcher partners add` creates it; a partner registered otherwise gets it here.
+            await ensure_topics_async(self.access, [topic], self.partitions)
+            self._feedback_topics.add(topic)
+        return topic
 
     async def stop(self) -> None:
         if self._producer is not None:
@@ -170,6 +190,11 @@ class DeadLetters:
         letter = dead_letter(record, code, reason, max_request_bytes=self.max_request_bytes)
         await self._producer.send_and_wait(self.topic, value=letter.value, key=letter.key,
                                            headers=letter.headers)
+        partner = self.topics.partner_of(record.topic)
+        if partner is not None:
+            feedback = await self._feedback_topic(partner)
+            await self._producer.send_and_wait(feedback, value=letter.value, key=letter.key,
+                                               headers=letter.headers)
         DEAD_LETTERS.labels(topic=record.topic, reason_code=code).inc()
         log.warning("event dead-lettered", extra={
             "topic": record.topic, "partition": record.partition, "offset": record.offset,

@@ -24,6 +24,7 @@ from events.batches import Decoded, batch_decoder, outcomes_of, tolerant_batch_p
 from events.bootstrap import Services
 from events.codec import json_decoder, tolerant_parser
 from events.deadletter import MAX_ATTEMPTS, RETRY_PAUSE_S, is_infrastructure
+from events.identity import NOT_OWNER, identity_refusal
 from matcher.observability import EVENTS_APPLIED, EVENTS_DUPLICATE, EVENTS_FAILED
 from matcher.services.engine import Incoming, MatchingEngine, Outcome, Refused
 from matcher.services.ingest import Applied
@@ -101,12 +102,18 @@ async def apply_batch(services: Services, message: KafkaMessage) -> None:
     """Apply the poll's valid events in one transaction, then dead-letter what was refused."""
     started = time.perf_counter()
     decoded = outcomes_of(message)
-    valid = [d for d in decoded if d.event is not None]
+    refused: list[tuple[Decoded, str, str]] = []
+    valid: list[Decoded] = []
+    for entry in decoded:
+        if entry.event is None:
+            refused.append((entry, entry.code, entry.reason))
+        elif (impostor := identity_refusal(services.topics, entry.record.topic, entry.event)):
+            refused.append((entry, NOT_OWNER, impostor))
+        else:
+            valid.append(entry)
     incoming = [Incoming(d.event, d.record.topic, d.record.partition, d.record.offset)
                 for d in valid]
     outcomes = await asyncio.to_thread(ingest_isolating, services.engine, incoming)
-    refused: list[tuple[Decoded, str, str]] = [(d, d.code, d.reason) for d in decoded
-                                               if d.event is None]
     counts: Counter[str] = Counter()
     for entry, outcome in zip(valid, outcomes, strict=True):
         topic = entry.record.topic
@@ -181,6 +188,12 @@ def consumer_groups(group: str, topics: Topics) -> dict[str, str]:
     return {topic: f"{group}.{topic.rsplit('.', 1)[-1]}" for topic in topics.inputs}
 
 
+def partner_groups(group: str, topics: Topics) -> dict[str, str]:
+    """One consumer group per pattern of partners' own topics."""
+    return {topics.partner_offers_pattern: f"{group}.partner-offers",
+            topics.partner_fulfilments_pattern: f"{group}.partner-fulfilments"}
+
+
 def build_router(services: Services) -> KafkaRouter:
     """Every subscriber of the engine on its topic, with its consumer group and batch size."""
     topics, settings = services.topics, services.settings
@@ -193,12 +206,22 @@ def build_router(services: Services) -> KafkaRouter:
         (topics.decisions, on_decisions, MatchDecided),
         (topics.fulfilments, on_fulfilments, FulfilmentEvent),
     ]
+    batch = {"batch": True, "max_records": settings.batch_max_records,
+             "batch_timeout_ms": settings.batch_poll_ms, "auto_offset_reset": "earliest",
+             "ack_policy": AckPolicy.NACK_ON_ERROR, "parser": tolerant_batch_parser}
     for topic, handler, event_type in batched:
-        router.subscriber(
-            topic, title=handler.__name__, group_id=groups[topic], batch=True,
-            max_records=settings.batch_max_records, batch_timeout_ms=settings.batch_poll_ms,
-            auto_offset_reset="earliest", ack_policy=AckPolicy.NACK_ON_ERROR,
-            parser=tolerant_batch_parser, decoder=batch_decoder(TypeAdapter(event_type)),
+        router.subscriber(  # type: ignore[call-overload]
+            topic, title=handler.__name__, group_id=groups[topic],
+            decoder=batch_decoder(TypeAdapter(event_type)), **batch,
+        )(handler)
+    # Partners' own topics, found by pattern: a partner added later joins without a restart.
+    own = partner_groups(settings.consumer_group, topics)
+    for pattern, handler, event_type in (
+            (topics.partner_offers_pattern, on_offers, OfferEvent),
+            (topics.partner_fulfilments_pattern, on_fulfilments, FulfilmentEvent)):
+        router.subscriber(  # type: ignore[call-overload]
+            pattern=pattern, title=f"{handler.__name__}_of_partner", group_id=own[pattern],
+            decoder=batch_decoder(TypeAdapter(event_type)), **batch,
         )(handler)
     single = {"auto_offset_reset": "earliest", "ack_policy": AckPolicy.NACK_ON_ERROR,
               "parser": tolerant_parser, "decoder": json_decoder}

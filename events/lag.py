@@ -8,10 +8,12 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import TopicPartition
 
+from matcher.kafka_access import KafkaAccess
 
-async def partitions_of(bootstrap: str, topics: Sequence[str]) -> list[TopicPartition]:
+
+async def partitions_of(access: KafkaAccess, topics: Sequence[str]) -> list[TopicPartition]:
     """Every partition of the topics (missing topics have none)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**access.aiokafka())
     await admin.start()
     try:
         described = await admin.describe_topics(list(topics))
@@ -22,12 +24,12 @@ async def partitions_of(bootstrap: str, topics: Sequence[str]) -> list[TopicPart
             for partition in topic["partitions"]]
 
 
-async def end_offsets(bootstrap: str, topics: Sequence[str]) -> dict[TopicPartition, int]:
+async def end_offsets(access: KafkaAccess, topics: Sequence[str]) -> dict[TopicPartition, int]:
     """Next offset to be written, per partition of the topics."""
-    partitions = await partitions_of(bootstrap, topics)
+    partitions = await partitions_of(access, topics)
     if not partitions:
         return {}
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**access.aiokafka(), enable_auto_commit=False)
     await consumer.start()
     try:
         return dict(await consumer.end_offsets(partitions))
@@ -35,18 +37,18 @@ async def end_offsets(bootstrap: str, topics: Sequence[str]) -> dict[TopicPartit
         await consumer.stop()
 
 
-async def consumer_lag(bootstrap: str, groups: Mapping[str, str]) -> int:
+async def consumer_lag(access: KafkaAccess, groups: Mapping[str, str]) -> int:
     """Records written to the topics that their groups have not committed yet.
 
     `groups` maps each topic to the consumer group that reads it.
     """
-    return sum((await lag_by_topic(bootstrap, groups)).values())
+    return sum((await lag_by_topic(access, groups)).values())
 
 
-async def lag_by_topic(bootstrap: str, groups: Mapping[str, str]) -> dict[str, int]:
+async def lag_by_topic(access: KafkaAccess, groups: Mapping[str, str]) -> dict[str, int]:
     """Per topic, records written that its group has not committed yet (missing topics: 0)."""
-    ends = await end_offsets(bootstrap, list(groups))
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    ends = await end_offsets(access, list(groups))
+    admin = AIOKafkaAdminClient(**access.aiokafka())
     await admin.start()
     committed = {}
     try:

@@ -120,8 +120,7 @@ async def measure_lag_forever(services: Services) -> None:
     groups = consumer_groups(settings.consumer_group, services.topics)
     while True:
         try:
-            for topic, lag in (await lag_by_topic(settings.kafka_bootstrap_servers,
-                                                  groups)).items():
+            for topic, lag in (await lag_by_topic(services.kafka, groups)).items():
                 CONSUMER_LAG.labels(topic=topic).set(lag)
         except asyncio.CancelledError:
             raise

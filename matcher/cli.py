@@ -13,6 +13,7 @@ from rich.console import Console
 from matcher.cli_coordinators import coordinators_app
 from matcher.cli_example import example_command
 from matcher.cli_kafka import kafka_app
+from matcher.cli_partners import partners_app
 from matcher.cli_rebalance import rebalance_command
 from matcher.cli_solve import solve_command
 from matcher.observability import configure_logging
@@ -22,6 +23,7 @@ app = typer.Typer(help="Charity matching engine: offers and needs in, proposals 
                   no_args_is_help=True, add_completion=False)
 app.add_typer(kafka_app)
 app.add_typer(coordinators_app)
+app.add_typer(partners_app)
 app.command("solve", help="Solve a matching problem given as JSON (see README).")(solve_command)
 app.command("rebalance", help="Rebalance the whole district now, with progress.")(
     rebalance_command)

@@ -12,6 +12,8 @@ from rich.table import Table
 
 from events.app import build_app, consumer_groups
 from events.lag import consumer_lag
+from matcher.kafka_access import kafka_access
+from matcher.kafka_principals import ADMIN, apply_grants, district_grants
 from matcher.localkafka import LocalKafka
 from matcher.runner import running
 from matcher.services.coordinators import seed_demo_coordinators
@@ -41,6 +43,18 @@ async def ensure_broker(settings: Settings, console: Console) -> str:
         return await asyncio.to_thread(local.up)
 
 
+async def grant_demo_topics(settings: Settings, topics: Topics) -> None:
+    """Let the engine, the coordinator app and the case system use the demo's own topics.
+
+    The demo plays the district's own systems (registry, grids, partners' integration) as the
+    admin principal, and runs the engine as the engine principal, held to its ACLs.
+    """
+    admin = kafka_access(settings, role=ADMIN)
+    if admin.uses_sasl:
+        await asyncio.to_thread(apply_grants, admin,
+                                district_grants(topics, settings.consumer_group))
+
+
 async def wait_until_consumed(settings: Settings, topics: Topics, engine: MatchingEngine,
                               console: Console, what: str, timeout_s: float = 600) -> None:
     """Until the engine's group has committed every input record and no batch is pending."""
@@ -50,7 +64,7 @@ async def wait_until_consumed(settings: Settings, topics: Topics, engine: Matchi
         while settled < SETTLE_CHECKS:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"the engine did not {what} within {timeout_s:.0f} s")
-            lag = await consumer_lag(settings.kafka_bootstrap_servers,
+            lag = await consumer_lag(kafka_access(settings),
                                      consumer_groups(settings.consumer_group, topics))
             backlog = len(await asyncio.to_thread(engine.unpublished, 1))
             busy = lag or engine.pending_shards() or backlog
@@ -96,6 +110,8 @@ async def run_demo(settings: Settings, console: Console, *, day: date | None, se
         "consumer_group": f"{prefix}-engine", "database_url": f"sqlite:///{DEMO_DB}",
     })
     topics = Topics(prefix)
+    await grant_demo_topics(demo_settings, topics)
+    publisher = kafka_access(demo_settings, role=ADMIN)
     district = build_district(seed=seed)
     when = day or (datetime.now(UTC) + timedelta(days=1)).date()
     console.print(f"District: {len(district.nodes)} nodes, {len(district.partners)} partners. "
@@ -106,7 +122,7 @@ async def run_demo(settings: Settings, console: Console, *, day: date | None, se
         day_events = simulate_day(district, when, seed=seed, cases=cases)
         with _progress(console) as progress:
             task = progress.add_task("Registering hierarchy and partners", total=len(registry))
-            await publish_events(bootstrap, topics, registry,
+            await publish_events(publisher, topics, registry,
                                  progress=lambda done, total: progress.update(task,
                                                                               completed=done))
         await wait_until_consumed(demo_settings, topics, app.engine, console,
@@ -114,7 +130,7 @@ async def run_demo(settings: Settings, console: Console, *, day: date | None, se
         with _progress(console) as progress:
             task = progress.add_task("Publishing the day's offers and needs",
                                      total=len(day_events))
-            await publish_events(bootstrap, topics, day_events,
+            await publish_events(publisher, topics, day_events,
                                  progress=lambda done, total: progress.update(task,
                                                                               completed=done))
         await wait_until_consumed(demo_settings, topics, app.engine, console,

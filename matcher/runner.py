@@ -13,6 +13,7 @@ from aiokafka.errors import KafkaError
 from uvicorn.config import STARTUP_FAILURE
 
 from events.app import EngineApp
+from matcher.kafka_access import KafkaAccess, kafka_access
 from matcher.settings import Settings
 
 log = logging.getLogger("matcher.runner")
@@ -44,9 +45,9 @@ def backoff(settings: Settings) -> Iterator[tuple[int, float]]:
         pause, attempt = min(pause * 2, settings.startup_retry_max_s), attempt + 1
 
 
-async def broker_problem(bootstrap: str) -> str | None:
-    """Why the broker cannot be reached, or None when it answers."""
-    client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=PROBE_TIMEOUT_MS)
+async def broker_problem(access: KafkaAccess) -> str | None:
+    """Why the broker cannot be reached (or refuses our credentials), or None when it answers."""
+    client = AIOKafkaClient(**access.aiokafka(), request_timeout_ms=PROBE_TIMEOUT_MS)
     try:
         await client.bootstrap()
     except (KafkaError, OSError) as error:
@@ -58,9 +59,10 @@ async def broker_problem(bootstrap: str) -> str | None:
 
 async def wait_for_broker(settings: Settings, sleep: Sleep = asyncio.sleep) -> None:
     """Return once the broker answers; log each failed attempt and retry with backoff."""
-    bootstrap = settings.kafka_bootstrap_servers
+    access = kafka_access(settings)
+    bootstrap = access.bootstrap
     for attempt, pause in backoff(settings):
-        problem = await broker_problem(bootstrap)
+        problem = await broker_problem(access)
         if problem is None:
             if attempt > 1:
                 log.info("broker reachable", extra={"bootstrap": bootstrap, "attempt": attempt})
@@ -86,7 +88,7 @@ async def serve_retrying(build: Callable[[], EngineApp], settings: Settings,
             # uvicorn exits with STARTUP_FAILURE when the app's start-up raised.
             if stopped.code != STARTUP_FAILURE:
                 raise
-            problem = await broker_problem(settings.kafka_bootstrap_servers)
+            problem = await broker_problem(kafka_access(settings))
             if problem is None:
                 raise
             log.warning("engine start-up failed: broker unreachable; retrying", extra={

@@ -5,8 +5,9 @@ from __future__ import annotations
 import secrets
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -38,6 +39,30 @@ class Settings(BaseSettings):
     batch_poll_ms: int = Field(default=100, ge=1, le=10_000,
                                description="How long a poll waits for a batch to fill.")
 
+    # Kafka security: who the engine is to the broker (see docs/kafka-security.md)
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] | None = \
+        Field(default=None, description="Protocol to the broker. Default: SASL_PLAINTEXT when "
+              "a SASL user is set, else what the client config says, else PLAINTEXT.")
+    kafka_sasl_mechanism: Literal["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] = Field(
+        default="SCRAM-SHA-512", description="SASL mechanism of kafka_sasl_username.")
+    kafka_sasl_username: str | None = Field(default=None,
+                                            description="The engine's SASL user on the broker.")
+    kafka_sasl_password: SecretStr | None = Field(default=None,
+                                                  description="That user's password.")
+    kafka_ssl_cafile: Path | None = Field(default=None,
+                                          description="CA bundle trusted for SSL/SASL_SSL.")
+    kafka_ssl_certfile: Path | None = Field(default=None,
+                                            description="Client certificate for mutual TLS.")
+    kafka_ssl_keyfile: Path | None = Field(default=None,
+                                           description="Key of kafka_ssl_certfile.")
+    kafka_client_config: Path | None = Field(
+        default=None, description="A Java-style client properties file (bootstrap.servers, "
+        "security.protocol, sasl.mechanism, sasl.username, sasl.password). Default: the local "
+        "broker's client-engine.properties when the bootstrap address is that broker's.")
+    kafka_metadata_max_age_ms: int = Field(
+        default=10_000, ge=1000, description="How often clients refresh metadata, which is "
+        "how soon the engine sees a new partner's topics.")
+
     # Local broker (matcher kafka up)
     kafka_version: str = Field(default="4.1.1", description="Apache Kafka version to run.")
     kafka_home: Path = Field(default=PROJECT_ROOT / ".kafka",
@@ -46,6 +71,9 @@ class Settings(BaseSettings):
     kafka_port: int = Field(default=19092, description="Client port of the local broker.")
     kafka_controller_port: int = Field(default=19093,
                                        description="Controller port of the local broker.")
+    kafka_local_sasl: bool = Field(
+        default=True, description="Run the local broker with SASL/SCRAM and ACLs (off: "
+        "PLAINTEXT without authentication, for experiments only).")
 
     # Storage
     data_dir: Path = Field(

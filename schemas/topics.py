@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 # Every registry event carries this one key, so the registry topic keeps one total order:
@@ -81,3 +82,39 @@ class Topics:
     def rebalance_reports(self) -> str:
         """What each rebalancing run did (rebalance.completed, with its diff), keyed by run id."""
         return f"{self.prefix}.rebalance-reports"
+
+    # -- a partner's own topics: only that partner's principal may write them, so the topic
+    # -- itself proves which partner sent a record (see docs/kafka-security.md)
+
+    def offers_of(self, partner_id: str) -> str:
+        """Offers of one partner, written by its principal only; keyed by offer id."""
+        return f"{self.offers}.{partner_id}"
+
+    def fulfilments_of(self, partner_id: str) -> str:
+        """Fulfilment reports of one partner, written by its principal only."""
+        return f"{self.fulfilments}.{partner_id}"
+
+    def feedback_of(self, partner_id: str) -> str:
+        """Why the partner's own events were refused (redacted), readable by it only."""
+        return f"{self.prefix}.feedback.{partner_id}"
+
+    def partner_topics(self, partner_id: str) -> tuple[str, ...]:
+        return (self.offers_of(partner_id), self.fulfilments_of(partner_id),
+                self.feedback_of(partner_id))
+
+    @property
+    def partner_offers_pattern(self) -> str:
+        """The regular expression of every partner's offers topic."""
+        return re.escape(f"{self.offers}.") + r"[A-Za-z0-9._-]+"
+
+    @property
+    def partner_fulfilments_pattern(self) -> str:
+        """The regular expression of every partner's fulfilments topic."""
+        return re.escape(f"{self.fulfilments}.") + r"[A-Za-z0-9._-]+"
+
+    def partner_of(self, topic: str) -> str | None:
+        """The partner whose own topic `topic` is, or None for a shared topic."""
+        for shared in (self.offers, self.fulfilments):
+            if topic.startswith(shared + ".") and len(topic) > len(shared) + 1:
+                return topic[len(shared) + 1:]
+        return None

@@ -47,6 +47,9 @@ ensure_kafka() {
   say "Starting the local Kafka broker (matcher kafka up)"
   "$VENV/bin/matcher" kafka up
   export KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:${MATCHER_KAFKA_PORT:-19092}"
+  # The broker runs with SASL/SCRAM and ACLs: tests act as the admin principal, which may
+  # use the random topic prefixes they isolate themselves with (security tests grant less).
+  export MATCHER_KAFKA_CLIENT_CONFIG="${MATCHER_KAFKA_HOME:-$ROOT/.kafka}/client-admin.properties"
 }
 
 pg_bin() {

@@ -13,6 +13,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy import Engine, create_engine, text
 
+from matcher.kafka_principals import ADMIN
 from matcher.settings import PROJECT_ROOT, Settings
 from matcher.storage.database import migrate, open_engine
 
@@ -27,6 +28,8 @@ class TestEnvironment(BaseSettings):
     kafka_bootstrap_servers: str | None = Field(default=None,
                                                 validation_alias="KAFKA_BOOTSTRAP_SERVERS")
     postgres_url: str | None = Field(default=None, validation_alias="MATCHER_TEST_POSTGRES_URL")
+    kafka_client_config: Path | None = Field(default=None,
+                                             validation_alias="MATCHER_KAFKA_CLIENT_CONFIG")
 
 
 ENV = TestEnvironment()
@@ -62,7 +65,11 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     version_cache = PROJECT_ROOT / ".kafka" / f"libs-{settings.kafka_version}"
     broker = LocalKafka(settings, libs_dir=version_cache)
     try:
-        yield broker.up(wait_s=120)
+        bootstrap = broker.up(wait_s=120)
+        # Every Settings() and test client of this run acts as the broker's admin principal.
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("MATCHER_KAFKA_CLIENT_CONFIG", str(broker.client_config(ADMIN)))
+            yield bootstrap
     finally:
         broker.down()
 

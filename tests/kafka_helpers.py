@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import time
 import uuid
@@ -13,7 +14,17 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 
+from matcher.kafka_access import KafkaAccess, access_from_properties, read_properties
 from matcher.settings import Settings
+
+
+def client(bootstrap: str) -> KafkaAccess:
+    """How this test run's clients reach `bootstrap`: as the principal of
+    MATCHER_KAFKA_CLIENT_CONFIG (the local broker's admin), else without authentication."""
+    path = os.environ.get("MATCHER_KAFKA_CLIENT_CONFIG")
+    if not path:
+        return KafkaAccess(bootstrap=bootstrap)
+    return access_from_properties(read_properties(Path(path))).with_bootstrap(bootstrap)
 
 
 def free_port() -> int:
@@ -41,7 +52,7 @@ def engine_settings(bootstrap: str, tmp_path: Path, **overrides: Any) -> Setting
 async def produce(bootstrap: str, topic: str, messages: Sequence[tuple[bytes | None, bytes | None]]
                   | Sequence[tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]]) -> None:
     """Send (key, value[, headers]) records in order and wait for the broker to have them."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    producer = AIOKafkaProducer(**client(bootstrap).aiokafka(), acks="all")
     await producer.start()
     try:
         for message in messages:
@@ -56,7 +67,7 @@ async def read_until(bootstrap: str, topic: str,
                      done: Callable[[list[ConsumerRecord[bytes, bytes]]], bool],
                      timeout_s: float = 60.0) -> list[ConsumerRecord[bytes, bytes]]:
     """Read a topic from the start until `done` holds for what was read (or time runs out)."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap,
+    consumer = AIOKafkaConsumer(topic, **client(bootstrap).aiokafka(),
                                 auto_offset_reset="earliest", enable_auto_commit=False,
                                 group_id=None)
     await consumer.start()

@@ -24,7 +24,7 @@ from matcher.storage.store import HOLDING, unit_of_work
 from matcher.storage.tables import offers, proposals
 from schemas.topics import REGISTRY_KEY, Topics
 from tests import factories as f
-from tests.kafka_helpers import engine_settings, produce, read_until
+from tests.kafka_helpers import client, engine_settings, produce, read_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -91,7 +91,7 @@ async def test_kill_mid_stream_then_restart_loses_nothing_and_counts_once(
         kafka_bootstrap: str, tmp_path: Path) -> None:
     settings = engine_settings(kafka_bootstrap, tmp_path)
     topics = Topics(settings.topic_prefix)
-    await ensure_topics_async(kafka_bootstrap, topics.all, 3)
+    await ensure_topics_async(client(kafka_bootstrap), topics.all, 3)
     records, total = stream()
 
     async def publish(kind: str) -> None:
@@ -121,7 +121,7 @@ async def test_kill_mid_stream_then_restart_loses_nothing_and_counts_once(
     try:
         await wait_healthy(settings, second)
         for _ in range(600):
-            lag = await consumer_lag(kafka_bootstrap,
+            lag = await consumer_lag(client(kafka_bootstrap),
                                      consumer_groups(settings.consumer_group, topics))
             if lag == 0 and applied(settings) == total:
                 break
@@ -153,7 +153,7 @@ async def test_kill_mid_stream_then_restart_loses_nothing_and_counts_once(
     assert all(per_offer[o] <= capacity[o] + 1e-9 for o in per_offer), "capacity never exceeded"
     assert all(v <= 2 + 1e-9 for v in per_case.values()), "demand never exceeded"
     assert sum(per_case.values()) == pytest.approx(min(OFFERS * 3, CASES * 2))
-    dead = await end_offsets(kafka_bootstrap, [topics.dead_letter])
+    dead = await end_offsets(client(kafka_bootstrap), [topics.dead_letter])
     assert sum(dead.values()) == 0, "nothing was dead-lettered"
     published = await read_until(
         kafka_bootstrap, topics.proposals,

@@ -18,7 +18,7 @@ from matcher.runner import running
 from matcher.storage.store import unit_of_work
 from schemas.topics import REGISTRY_KEY
 from tests import factories as f
-from tests.kafka_helpers import engine_settings, produce, read_until, wait_for
+from tests.kafka_helpers import client, engine_settings, produce, read_until, wait_for
 
 NEAR_BROKER_LIMIT = 1_048_300  # the broker takes up to 1,048,588 bytes per batch
 
@@ -102,7 +102,7 @@ def test_empty_free_text_is_nothing_to_redact() -> None:
 async def produce_big(bootstrap: str, topic: str, key: bytes, value: bytes,
                       compression: str | None = None) -> None:
     """One record larger than a default client would send."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all",
+    producer = AIOKafkaProducer(**client(bootstrap).aiokafka(), acks="all",
                                 max_request_size=8 * 1024 * 1024, compression_type=compression)
     await producer.start()
     try:

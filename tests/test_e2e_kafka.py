@@ -15,7 +15,7 @@ from matcher.runner import running
 from matcher.storage.store import unit_of_work
 from schemas.topics import REGISTRY_KEY, Topics
 from tests import factories as f
-from tests.kafka_helpers import engine_settings, produce, read_until, wait_for
+from tests.kafka_helpers import client, engine_settings, produce, read_until, wait_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -33,7 +33,7 @@ async def register(bootstrap: str, topics: Topics) -> None:
 async def wait_for_no_lag(bootstrap: str, group: str, topics: Topics) -> None:
     """Until the engine has committed every input record."""
     for _ in range(300):
-        if await consumer_lag(bootstrap, consumer_groups(group, topics)) == 0:
+        if await consumer_lag(client(bootstrap), consumer_groups(group, topics)) == 0:
             return
         await asyncio.sleep(0.2)
     raise TimeoutError("the engine did not catch up")

@@ -141,8 +141,9 @@ def test_real_broker_up_status_topic_up_again_down(tmp_path: Path) -> None:
         pid = state["pid"]
 
         topics = Topics(f"test-{uuid.uuid4().hex[:8]}").all
-        assert sorted(ensure_topics(broker.bootstrap, topics, partitions=2)) == sorted(topics)
-        assert ensure_topics(broker.bootstrap, topics, partitions=2) == []
+        admin = broker.access()
+        assert sorted(ensure_topics(admin, topics, partitions=2)) == sorted(topics)
+        assert ensure_topics(admin, topics, partitions=2) == []
 
         assert broker.up(wait_s=10) == broker.bootstrap
         assert broker.status()["pid"] == pid  # the second `up` started nothing

@@ -16,6 +16,7 @@ from sqlalchemy import Engine
 from events import lag
 from events.app import build_app
 from events.loops import refresh_figures
+from matcher.kafka_access import KafkaAccess
 from matcher.observability import (
     OLDEST_PENDING_AGE,
     PENDING_PROPOSALS,
@@ -99,7 +100,7 @@ async def test_lag_by_topic_counts_uncommitted_records_per_topic(
                               TopicPartition("t.offers", 1): OffsetAndMetadata(-1, "")},
                  "g.needs": {TopicPartition("t.needs", 0): OffsetAndMetadata(7, "")}}
 
-    async def end_offsets(bootstrap: str, topics: list[str]) -> dict[TopicPartition, int]:
+    async def end_offsets(access: KafkaAccess, topics: list[str]) -> dict[TopicPartition, int]:
         return ends
 
     class Admin:
@@ -114,8 +115,8 @@ async def test_lag_by_topic_counts_uncommitted_records_per_topic(
     monkeypatch.setattr(lag, "AIOKafkaAdminClient", Admin)
     groups = {"t.offers": "g.offers", "t.needs": "g.needs", "t.registry": "g.registry"}
     committed["g.registry"] = {}
-    assert await lag.lag_by_topic("broker", groups) == {"t.offers": 7, "t.needs": 0,
-                                                        "t.registry": 0}
+    lags = await lag.lag_by_topic(KafkaAccess(bootstrap="broker:9092"), groups)
+    assert lags == {"t.offers": 7, "t.needs": 0, "t.registry": 0}
 
 
 async def test_metrics_exposes_the_operator_gauges(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from matcher.simulator import build_district, registry_events, simulate_day
 from matcher.simulator.publish import publish_events
 from matcher.storage.store import unit_of_work
 from schemas.rebalance import RebalanceRequest, RebalanceRequested
-from tests.kafka_helpers import engine_settings, produce, read_until, wait_for
+from tests.kafka_helpers import client, engine_settings, produce, read_until, wait_for
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -50,11 +50,11 @@ async def test_a_requested_rebalance_publishes_its_diff_after_a_simulated_day(
                           service_offers=8)
     async with running(app):
         registry = registry_events(district, datetime.now(UTC) - timedelta(hours=1))
-        await publish_events(kafka_bootstrap, topics, registry)
+        await publish_events(client(kafka_bootstrap), topics, registry)
         # Topics are consumed independently: the hierarchy must be known before offers arrive.
         await wait_for(lambda: audit_count(app) >= len(registry), timeout_s=60,
                        what="registry applied")
-        await publish_events(kafka_bootstrap, topics, events)
+        await publish_events(client(kafka_bootstrap), topics, events)
         await wait_for(lambda: proposals_made(app) > 0, timeout_s=120, what="a day matched")
         await wait_for(lambda: app.engine.pending_shards() == 0, timeout_s=120,
                        what="continuous matching idle")

@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 
 import pytest
 
+from matcher.kafka_access import KafkaAccess
 from matcher.simulator import (
     District,
     Event,
@@ -342,12 +343,13 @@ async def test_publish_events_sends_every_event_in_order(
     monkeypatch.setattr(publish_module, "AIOKafkaProducer", _FakeProducer)
     events = day_events[:120]
     calls: list[tuple[int, int]] = []
-    count = await publish_events("broker:9092", Topics(), events,
+    count = await publish_events(KafkaAccess(bootstrap="broker:9092"), Topics(), events,
                                  progress=lambda done, total: calls.append((done, total)),
                                  batch_size=50)
     producer = _FakeProducer.instances[-1]
     assert count == 120
     assert producer.config == {"bootstrap_servers": "broker:9092", "acks": "all",
+                               "security_protocol": "PLAINTEXT",
                                "enable_idempotence": True}
     assert producer.started and producer.flushed and producer.stopped
     assert calls == [(50, 120), (100, 120), (120, 120)]

@@ -8,6 +8,7 @@ from typing import NamedTuple
 
 from aiokafka import AIOKafkaProducer
 
+from matcher.kafka_access import KafkaAccess
 from schemas import (
     CaseClosed,
     CaseOpened,
@@ -62,7 +63,7 @@ def headers_of(event: Envelope, topics: Topics = DEFAULT_TOPICS) -> list[tuple[s
 
 
 async def publish_events(
-    bootstrap: str,
+    access: KafkaAccess,
     topics: Topics,
     events: Iterable[Envelope],
     progress: Callable[[int, int], None] | None = None,
@@ -70,8 +71,7 @@ async def publish_events(
 ) -> int:
     """Send every event (JSON) to its topic in order, acknowledged by all replicas; the count."""
     pending = list(events)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all",
-                                enable_idempotence=True)
+    producer = AIOKafkaProducer(**access.aiokafka(), acks="all", enable_idempotence=True)
     await producer.start()
     try:
         sent = 0
