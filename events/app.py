@@ -118,7 +118,7 @@ def build_app(settings: Settings, *, db: Engine | None = None) -> EngineApp:
         context=context,
     )
     broker.include_router(build_router(services))
-    publishers = Publishers(broker, services.topics)
+    publishers = Publishers(broker, services.topics, services.on_demand)
 
     async def on_startup() -> None:
         await asyncio.to_thread(migrate, services.db)

@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 from events.deadletter import DeadLetters
 from events.shards import ShardOwnership
 from matcher.kafka_access import KafkaAccess, kafka_access
+from matcher.localkafka import TopicsOnDemand
 from matcher.services.desk import Desk
 from matcher.services.engine import MatchingEngine
 from matcher.services.matching import MatchingConfig
@@ -35,6 +36,7 @@ class Services:
     dead_letters: DeadLetters
     ownership: ShardOwnership
     kafka: KafkaAccess
+    on_demand: TopicsOnDemand
     wake_relay: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -42,6 +44,7 @@ def build_services(settings: Settings, *, db: Engine | None = None) -> Services:
     """Wire the service layer from the settings (one database engine, one matching engine)."""
     topics = Topics(settings.topic_prefix)
     kafka = kafka_access(settings)
+    on_demand = TopicsOnDemand(kafka, settings.topic_partitions)
     database = db or open_engine(settings.database_url)
     engine = MatchingEngine(
         db=database, topics=topics, shard_level=Level(settings.shard_level),
@@ -59,6 +62,6 @@ def build_services(settings: Settings, *, db: Engine | None = None) -> Services:
     ownership = ShardOwnership(topics.shard_changes, settings.topic_partitions, catch_up)
     return Services(settings=settings, topics=topics, db=database, engine=engine, web=web,
                     desk=web.state.desk,
-                    dead_letters=DeadLetters(kafka, topics, settings.topic_partitions),
-                    kafka=kafka,
+                    dead_letters=DeadLetters(kafka, topics, on_demand), kafka=kafka,
+                    on_demand=on_demand,
                     ownership=ownership)

@@ -27,7 +27,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from events.codec import describe_validation_error, nests_too_deep
 from matcher.domain.errors import DomainError
 from matcher.kafka_access import KafkaAccess
-from matcher.localkafka import ensure_topics_async
+from matcher.localkafka import TopicsOnDemand
 from matcher.observability import DEAD_LETTERS, EVENTS_FAILED
 from schemas.topics import Topics
 
@@ -152,15 +152,14 @@ class DeadLetters:
     redacted as in the shared topic, so a partner learns why without seeing anyone else's.
     """
 
-    def __init__(self, access: KafkaAccess, topics: Topics, partitions: int = 1,
+    def __init__(self, access: KafkaAccess, topics: Topics, on_demand: TopicsOnDemand,
                  max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES) -> None:
         self.topics = topics
         self.topic = topics.dead_letter
         self.access = access
-        self.partitions = partitions
+        self.on_demand = on_demand
         self.max_request_bytes = max_request_bytes
         self._producer: AIOKafkaProducer | None = None
-        self._feedback_topics: set[str] = set()
 
     async def start(self) -> None:
         """Connect (the producer belongs to the running event loop, so it is made here)."""
@@ -168,15 +167,6 @@ class DeadLetters:
                                           enable_idempotence=True,
                                           max_request_size=self.max_request_bytes)
         await self._producer.start()
-
-    async def _feedback_topic(self, partner: str) -> str:
-        """The partner's feedback topic, created the first time it is needed."""
-        topic = self.topics.feedback_of(partner)
-        if topic not in self._feedback_topics:
-            # `matcher partners add` creates it; a partner registered otherwise gets it here.
-            await ensure_topics_async(self.access, [topic], self.partitions)
-            self._feedback_topics.add(topic)
-        return topic
 
     async def stop(self) -> None:
         if self._producer is not None:
@@ -192,7 +182,8 @@ class DeadLetters:
                                            headers=letter.headers)
         partner = self.topics.partner_of(record.topic)
         if partner is not None:
-            feedback = await self._feedback_topic(partner)
+            feedback = self.topics.feedback_of(partner)
+            await self.on_demand.ensure([feedback])
             await self._producer.send_and_wait(feedback, value=letter.value, key=letter.key,
                                                headers=letter.headers)
         DEAD_LETTERS.labels(topic=record.topic, reason_code=code).inc()

@@ -9,6 +9,8 @@ from typing import Any
 
 from faststream.kafka import KafkaBroker
 
+from matcher.kafka_principals import names_a_topic
+from matcher.localkafka import TopicsOnDemand
 from matcher.services.outbound import ROUTES
 from matcher.storage.store import OutboxRow
 from schemas.internal import ShardChanged
@@ -41,8 +43,11 @@ DOCUMENTED: dict[str, tuple[str, Any, str]] = {
 class Publishers:
     """The engine's publisher objects, by topic name."""
 
-    def __init__(self, broker: KafkaBroker, topics: Topics) -> None:
+    def __init__(self, broker: KafkaBroker, topics: Topics, on_demand: TopicsOnDemand) -> None:
         assert {route.topic for route in ROUTES.values()} == set(DOCUMENTED)
+        self.broker = broker
+        self.topics = topics
+        self.on_demand = on_demand
         self.by_topic: dict[str, Any] = {}
         for attribute, (title, schema, description) in DOCUMENTED.items():
             topic = getattr(topics, attribute)
@@ -57,11 +62,22 @@ class Publishers:
         )
 
     async def send(self, rows: Sequence[OutboxRow]) -> None:
-        """Publish outbox rows, all in flight at once; returns when the broker has them all."""
-        pending = [
-            await self.by_topic[row.topic].publish(
-                row.value.encode(), key=row.key.encode(), no_confirm=True,
-                headers={"content-type": "application/json", "event_type": row.event_type,
-                         "event_id": row.event_id})
-            for row in rows]
+        """Publish outbox rows, all in flight at once; returns when the broker has them all.
+
+        An approval also goes to the offering partner's own assignments topic (keyed by
+        partner id), the one the partner may read: the shared topic holds every partner's.
+        """
+        own = {row.key: self.topics.assignments_of(row.key) for row in rows
+               if row.topic == self.topics.assignments and names_a_topic(row.key)}
+        await self.on_demand.ensure(own.values())
+        pending = []
+        for row in rows:
+            value, key = row.value.encode(), row.key.encode()
+            headers = {"content-type": "application/json", "event_type": row.event_type,
+                       "event_id": row.event_id}
+            pending.append(await self.by_topic[row.topic].publish(
+                value, key=key, no_confirm=True, headers=headers))
+            if row.key in own and row.topic == self.topics.assignments:
+                pending.append(await self.broker.publish(
+                    value, own[row.key], key=key, no_confirm=True, headers=headers))
         await asyncio.gather(*pending)

@@ -63,9 +63,14 @@ def partner_principal(partner_id: str) -> str:
     return f"partner-{partner_id}"
 
 
+def names_a_topic(partner_id: str) -> bool:
+    """Whether a partner id can be part of a topic name."""
+    return bool(TOPIC_SAFE.match(partner_id))
+
+
 def check_partner_id(partner_id: str) -> None:
     """A partner id must fit in a topic name: letters, digits, '.', '_' and '-' only."""
-    if not TOPIC_SAFE.match(partner_id):
+    if not names_a_topic(partner_id):
         raise ValueError(f"partner id '{partner_id}' cannot name a Kafka topic: use letters, "
                          "digits, '.', '_' and '-' only (at most 200)")
 
@@ -109,13 +114,15 @@ def cases_grants(topics: Topics, principal: str = CASES) -> list[Grant]:
 
 
 def partner_grants(topics: Topics, partner_id: str) -> list[Grant]:
-    """A partner writes its own offers and fulfilments and reads its own feedback."""
+    """A partner writes its own offers and fulfilments, reads its own feedback and approvals."""
     user = partner_principal(partner_id)
     return [
         Grant(user, "topic", topics.offers_of(partner_id), "literal", ("WRITE", "DESCRIBE")),
         Grant(user, "topic", topics.fulfilments_of(partner_id), "literal",
               ("WRITE", "DESCRIBE")),
         Grant(user, "topic", topics.feedback_of(partner_id), "literal", ("READ", "DESCRIBE")),
+        Grant(user, "topic", topics.assignments_of(partner_id), "literal",
+              ("READ", "DESCRIBE")),
         Grant(user, "group", user, "prefixed", ("READ", "DESCRIBE")),
     ]
 

@@ -544,6 +544,22 @@ async def ensure_topics_async(access: KafkaAccess, topics: Iterable[str], partit
     return created
 
 
+class TopicsOnDemand:
+    """Topics created the first time something is sent to them (a partner's own topics,
+    for a partner registered without `matcher partners add`); remembered once they exist."""
+
+    def __init__(self, access: KafkaAccess, partitions: int) -> None:
+        self.access = access
+        self.partitions = partitions
+        self._known: set[str] = set()
+
+    async def ensure(self, topics: Iterable[str]) -> None:
+        missing = [topic for topic in topics if topic not in self._known]
+        if missing:
+            await ensure_topics_async(self.access, missing, self.partitions)
+            self._known.update(missing)
+
+
 def ensure_topics(access: KafkaAccess, topics: Iterable[str], partitions: int,
                   replication_factor: int = 1) -> list[str]:
     """Blocking `ensure_topics_async`, callable with or without a running event loop."""

@@ -98,9 +98,13 @@ class Topics:
         """Why the partner's own events were refused (redacted), readable by it only."""
         return f"{self.prefix}.feedback.{partner_id}"
 
+    def assignments_of(self, partner_id: str) -> str:
+        """Approved matches of one partner's offers, readable by it only."""
+        return f"{self.assignments}.{partner_id}"
+
     def partner_topics(self, partner_id: str) -> tuple[str, ...]:
         return (self.offers_of(partner_id), self.fulfilments_of(partner_id),
-                self.feedback_of(partner_id))
+                self.feedback_of(partner_id), self.assignments_of(partner_id))
 
     @property
     def partner_offers_pattern(self) -> str:
