@@ -105,7 +105,8 @@ def offer_example(topics: Topics, zone: ZoneInfo, now: datetime,
         home=_studio_point(district), travel_radius_km=5.0, weekly_hour_limit=6.0)
     event = OfferPublished(event_id=uuid.uuid4(), occurred_at=now, producer=partner_id,
                            payload=offer)
-    return Example(topics.offers, offer_id, _wire(event))
+    # A partner publishes on its own topic, which only its principal may write.
+    return Example(topics.offers_of(partner_id), offer_id, _wire(event))
 
 
 def case_example(topics: Topics, zone: ZoneInfo, now: datetime,

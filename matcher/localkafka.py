@@ -492,7 +492,7 @@ class LocalKafka:
         """Whether the client port is open and serves cluster metadata."""
         if not _port_open(self.settings.kafka_port):
             return False
-        return _run_sync(_metadata_ok(self.access(ADMIN), timeout_s=5.0))
+        return metadata_ok(self.access(ADMIN), timeout_s=5.0)
 
     def _check_ports_free(self) -> None:
         """Fail early and clearly when another process holds one of our ports."""
@@ -580,6 +580,11 @@ def _created_topics(topic_errors: Sequence[Sequence[Any]]) -> list[str]:
 
 
 # ---------------------------------------------------------------------------- helpers
+
+
+def metadata_ok(access: KafkaAccess, timeout_s: float) -> bool:
+    """Whether the broker authenticates `access` and answers it a metadata request."""
+    return _run_sync(_metadata_ok(access, timeout_s))
 
 
 async def _metadata_ok(access: KafkaAccess, timeout_s: float) -> bool:

@@ -10,14 +10,18 @@ Java-style keys kcat and Kafka's tools read, is written to a file readable by it
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from aiokafka.errors import KafkaError
+
 from matcher.kafka_access import KafkaAccess, kafka_access, write_properties
 from matcher.kafka_principals import (
     ADMIN,
+    ProvisioningError,
     apply_grants,
     check_partner_id,
     create_topics,
@@ -26,12 +30,16 @@ from matcher.kafka_principals import (
     partner_principal,
     upsert_scram_user,
 )
+from matcher.localkafka import metadata_ok
 from matcher.settings import Settings
 from matcher.simulator.publish import publish_events
 from schemas.registry import Partner, PartnerKind, PartnerRegistered
 from schemas.topics import Topics
 
 REGISTRAR = "district-admin"
+# A new SCRAM credential reaches the broker's authenticator shortly after the controller
+# commits it; the file is handed over only once the broker accepts it.
+ACCEPT_WAIT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -63,10 +71,17 @@ def add_partner(settings: Settings, *, partner_id: str, node_id: str, name: str,
     partner = Partner(partner_id=partner_id, name=name, kind=kind, home_node_id=node_id)
     event = PartnerRegistered(event_id=uuid.uuid4(), occurred_at=datetime.now(UTC),
                               producer=REGISTRAR, payload=partner)
-    asyncio.run(publish_events(admin, topics, [event]))
+    try:
+        asyncio.run(publish_events(admin, topics, [event]))
+    except KafkaError as error:
+        raise ProvisioningError(
+            f"could not publish partner.registered on {topics.registry} "
+            f"({type(error).__name__}): is MATCHER_TOPIC_PREFIX '{topics.prefix}' right, and "
+            "has the engine created its topics (it does at start)?") from error
     own = KafkaAccess(bootstrap=admin.bootstrap, security_protocol=admin.security_protocol,
                       sasl_mechanism="SCRAM-SHA-512", username=user, password=password,
                       ssl_cafile=admin.ssl_cafile)
+    _wait_until_accepted(own)
     write_properties(credentials_file, own.properties(),
                      f"Kafka client config of partner '{partner_id}' ({name}). Keep it "
                      f"secret. Publish offers to {topics.offers_of(partner_id)}, fulfilments "
@@ -77,3 +92,13 @@ def add_partner(settings: Settings, *, partner_id: str, node_id: str, name: str,
                          offers_topic=topics.offers_of(partner_id),
                          fulfilments_topic=topics.fulfilments_of(partner_id),
                          feedback_topic=topics.feedback_of(partner_id))
+
+
+def _wait_until_accepted(access: KafkaAccess) -> None:
+    """Return once the broker authenticates `access`; fail after ACCEPT_WAIT_S."""
+    deadline = time.monotonic() + ACCEPT_WAIT_S
+    while not metadata_ok(access, timeout_s=5.0):
+        if time.monotonic() > deadline:
+            raise ProvisioningError(f"the broker did not accept the new credentials of "
+                                    f"'{access.username}' within {ACCEPT_WAIT_S:.0f} s")
+        time.sleep(0.5)

@@ -89,6 +89,19 @@ ensure_postgres() {
   export MATCHER_TEST_POSTGRES_URL="postgresql+psycopg://matcher@127.0.0.1:$PG_PORT/postgres"
 }
 
+ensure_kcat() {
+  # kcat (Debian package) runs the partner guide's examples as a partner would.
+  if command -v kcat >/dev/null; then
+    return 0
+  fi
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    say "Installing kcat (Debian package) for the partner guide's examples"
+    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q kcat
+  else
+    say "kcat is not installed: the partner guide test will fail (apt-get install kcat)"
+  fi
+}
+
 ensure_chromium() {
   # Debian's headless Chromium for the browser tests (Playwright's own download is not used).
   if command -v chromium >/dev/null; then

@@ -7,10 +7,12 @@ import json
 import re
 import sys
 import types
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 
+from matcher.kafka_access import KafkaAccess, write_properties
 from matcher.settings import PROJECT_ROOT
 from schemas.topics import REGISTRY_KEY, Topics
 from tests import factories as f
@@ -23,8 +25,10 @@ class CapturingProducer:
 
     sent: ClassVar[list[tuple[str, bytes, bytes]]] = []
 
-    def __init__(self, **_: Any) -> None:
-        pass
+    config: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, **config: Any) -> None:
+        CapturingProducer.config = config
 
     async def start(self) -> None:
         pass
@@ -37,9 +41,14 @@ class CapturingProducer:
 
 
 def test_the_python_example_sends_a_valid_offer_keyed_by_its_id(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     snippet = re.search(r"```python\n(.*?)```", GUIDE.read_text(), re.S)
     assert snippet
+    access = KafkaAccess(bootstrap="127.0.0.1:19092", security_protocol="SASL_PLAINTEXT",
+                         sasl_mechanism="SCRAM-SHA-512", username="partner-030", password="pw")
+    write_properties(tmp_path / "partner-030.properties", access.properties(), "given")
+    monkeypatch.chdir(tmp_path)
+    CapturingProducer.config = {}
     fake = types.ModuleType("aiokafka")
     fake.AIOKafkaProducer = CapturingProducer  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "aiokafka", fake)
@@ -47,14 +56,18 @@ def test_the_python_example_sends_a_valid_offer_keyed_by_its_id(
     exec(compile(snippet.group(1), str(GUIDE), "exec"), {"__name__": "guide"})
     [(topic, key, value)] = CapturingProducer.sent
     event = f.parse(json.loads(value))
-    assert topic == Topics().offers
+    assert topic == Topics().offers_of(event.producer)
     assert key.decode() == event.payload.offer_id  # type: ignore[union-attr]
+    # It connects as the partner the file names, which is what the broker believes.
+    assert CapturingProducer.config["sasl_plain_username"] == "partner-030"
+    assert CapturingProducer.config["security_protocol"] == "SASL_PLAINTEXT"
 
 
 def test_the_topic_table_matches_the_engine() -> None:
     text = GUIDE.read_text()
     topics = Topics()
-    for topic in (topics.offers, topics.fulfilments, topics.assignments, topics.needs,
-                  topics.decisions, topics.registry):
+    for topic in (topics.offers_of("<id>"), topics.fulfilments_of("<id>"),
+                  topics.assignments_of("<id>"), topics.feedback_of("<id>"), topics.needs,
+                  topics.decisions, topics.registry, topics.assignments):
         assert f"`{topic}`" in text
     assert f"the constant `{REGISTRY_KEY}`" in text
