@@ -9,8 +9,11 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
+from matcher.kafka_access import kafka_access
+from matcher.kafka_principals import ADMIN, ProvisioningError, apply_grants, district_grants
 from matcher.localkafka import LocalKafka, LocalKafkaError
 from matcher.settings import get_settings
+from schemas.topics import Topics
 
 kafka_app = typer.Typer(name="kafka", help="Run a local single-node Kafka broker (KRaft).",
                         no_args_is_help=True)
@@ -60,6 +63,29 @@ def down(timeout: float = typer.Option(20.0, help="Seconds before SIGTERM become
     except LocalKafkaError as error:
         raise _fail(error) from error
     console.print("[green]Kafka stopped[/]" if stopped else "Kafka was not running")
+
+
+@kafka_app.command()
+def grant() -> None:
+    """Create the district's ACLs (engine, coordinator-app, cases) on the configured broker.
+
+    Run as the admin principal (MATCHER_KAFKA_CLIENT_CONFIG or MATCHER_KAFKA_SASL_*); the local
+    broker does this itself on every `up`. Existing ACLs are kept.
+    """
+    settings = get_settings()
+    admin = kafka_access(settings, role=ADMIN)
+    if not admin.uses_sasl:
+        console.print("[red]no SASL credentials for the admin principal: set "
+                      "MATCHER_KAFKA_CLIENT_CONFIG or MATCHER_KAFKA_SASL_USERNAME/_PASSWORD[/]")
+        raise typer.Exit(code=1)
+    try:
+        count = apply_grants(admin, district_grants(Topics(settings.topic_prefix),
+                                                    settings.consumer_group))
+    except ProvisioningError as error:
+        console.print(f"[bold red]error:[/] {error}", highlight=False)
+        raise typer.Exit(code=1) from error
+    console.print(f"[green]{count} ACLs in place[/] for topics {settings.topic_prefix}.* on "
+                  f"{admin.bootstrap}", highlight=False)
 
 
 @kafka_app.command()
