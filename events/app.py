@@ -27,6 +27,7 @@ from events.deadletter import DeadLetters, dead_letter_middleware
 from events.handlers import build_router, consumer_groups
 from events.health import broker_check, database_check, liveness, readiness
 from events.loops import start_loops, stop_loops
+from events.partner_feedback import PartnerDoorKafka
 from events.publishers import Publishers
 from events.shards import ShardOwnership
 from events.web import AsgiWithMounts
@@ -119,6 +120,9 @@ def build_app(settings: Settings, *, db: Engine | None = None) -> EngineApp:
     )
     broker.include_router(build_router(services))
     publishers = Publishers(broker, services.topics, services.on_demand)
+    door = PartnerDoorKafka(broker, services.kafka, services.topics, services.on_demand)
+    services.web.state.partner_send = door.send
+    services.web.state.partner_refusals = door.refusals
 
     async def on_startup() -> None:
         await asyncio.to_thread(migrate, services.db)

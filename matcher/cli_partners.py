@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
@@ -10,7 +12,10 @@ from rich.console import Console
 from matcher.kafka_access import KafkaAccessError
 from matcher.kafka_principals import ProvisioningError
 from matcher.partner_access import add_partner
-from matcher.settings import get_settings
+from matcher.services.partner_door import issue_key
+from matcher.settings import Settings, get_settings
+from matcher.storage.database import migrate, open_engine
+from matcher.storage.store import unit_of_work
 from schemas.registry import PartnerKind
 
 partners_app = typer.Typer(name="partners", no_args_is_help=True,
@@ -27,12 +32,18 @@ def add(partner_id: str,
                                               "config (mode 0600); hand it over securely."),
         name: str = typer.Option("", help="Organisation name (default: the partner id)."),
         kind: PartnerKind = typer.Option(PartnerKind.CHARITY, help="Kind of organisation."),
+        http_key_file: Path | None = typer.Option(
+            None, "--http-key-file", help="Also issue an API key for the partner door over "
+            "HTTP (/api/partner, the partner page) and write it here (mode 0600)."),
         ) -> None:
     """Register a partner and create its principal, topics and ACLs (run as the admin)."""
+    settings = get_settings()
     try:
-        given = add_partner(get_settings(), partner_id=partner_id, node_id=node,
+        given = add_partner(settings, partner_id=partner_id, node_id=node,
                             name=name or partner_id, kind=kind,
                             credentials_file=credentials_file)
+        if http_key_file is not None:
+            write_http_key(settings, partner_id, http_key_file)
     except (ValueError, KafkaAccessError, ProvisioningError, OSError) as refused:
         console.print(f"[red]{refused}[/red]", highlight=False)
         raise typer.Exit(1) from refused
@@ -42,3 +53,32 @@ def add(partner_id: str,
     console.print(f"  publishes offers to {given.offers_topic}, fulfilments to "
                   f"{given.fulfilments_topic}; reads refusals from {given.feedback_topic}",
                   highlight=False)
+    if http_key_file is not None:
+        console.print(f"  HTTP API key: {http_key_file}", highlight=False)
+
+
+@partners_app.command("key")
+def key(partner_id: str,
+        http_key_file: Path = typer.Option(..., "--http-key-file",
+                                           help="Where to write the new key (mode 0600).")
+        ) -> None:
+    """Issue a new API key for the partner door over HTTP; the partner's older keys stop."""
+    try:
+        write_http_key(get_settings(), partner_id, http_key_file)
+    except OSError as refused:
+        console.print(f"[red]{refused}[/red]", highlight=False)
+        raise typer.Exit(1) from refused
+    console.print(f"new HTTP API key of {partner_id} written to {http_key_file}",
+                  highlight=False)
+
+
+def write_http_key(settings: Settings, partner_id: str, path: Path) -> None:
+    """Issue a key in the engine's database and write it to `path`, readable by its owner."""
+    database = open_engine(settings.database_url)
+    migrate(database)
+    with unit_of_work(database) as store:
+        secret = issue_key(store, partner_id, at=datetime.now(UTC))
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+        file.write(secret + "\n")
+    os.chmod(path, 0o600)

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from events.app import consumer_groups
 from events.lag import consumer_lag, end_offsets
@@ -127,9 +127,13 @@ async def test_kill_mid_stream_then_restart_loses_nothing_and_counts_once(
                 break
             await asyncio.sleep(0.2)
         db = open_engine(settings.database_url)
-        for _ in range(300):  # until matching and the outbox have settled
+        expected = min(OFFERS * 3, CASES * 2)
+        for _ in range(600):  # until matching has caught up and the outbox is sent
             with unit_of_work(db) as store:
-                if store.count("proposals") and not store.unpublished(1):
+                held = store.conn.execute(
+                    select(func.coalesce(func.sum(proposals.c.amount), 0.0))
+                    .where(proposals.c.status.in_([s.value for s in HOLDING]))).scalar_one()
+                if held >= expected - 1e-9 and not store.unpublished(1):
                     break
             await asyncio.sleep(0.2)
     finally:
@@ -152,7 +156,7 @@ async def test_kill_mid_stream_then_restart_loses_nothing_and_counts_once(
         per_case[case_id] += amount
     assert all(per_offer[o] <= capacity[o] + 1e-9 for o in per_offer), "capacity never exceeded"
     assert all(v <= 2 + 1e-9 for v in per_case.values()), "demand never exceeded"
-    assert sum(per_case.values()) == pytest.approx(min(OFFERS * 3, CASES * 2))
+    assert sum(per_case.values()) == pytest.approx(expected)
     dead = await end_offsets(client(kafka_bootstrap), [topics.dead_letter])
     assert sum(dead.values()) == 0, "nothing was dead-lettered"
     published = await read_until(

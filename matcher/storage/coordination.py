@@ -61,6 +61,20 @@ coordinator_sessions = Table(
     Column("revoked_at", UtcDateTime, nullable=True),
 )
 
+# A partner's HTTP credentials: long-lived API keys (kind "key", from `matcher partners add`)
+# and the partner page's sign-in sessions (kind "cookie"). Only sha256s of the secrets are
+# kept. No foreign key to partners: a key may be issued before the registry event is applied.
+partner_credentials = Table(
+    "partner_credentials",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("partner_id", String(80), nullable=False, index=True),
+    Column("kind", String(10), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=True),
+    Column("revoked_at", UtcDateTime, nullable=True),
+)
+
 
 @dataclass(frozen=True)
 class CoordinatorRow:
@@ -184,3 +198,38 @@ class CoordinationStore:
         """Materialised path of every node, by node id."""
         return {node_id: path for node_id, path in
                 self.conn.execute(select(nodes.c.node_id, nodes.c.path))}
+
+    # -- partners' HTTP credentials
+
+    def add_partner_credential(self, *, token_hash: str, partner_id: str, kind: str,
+                               at: datetime, expires_at: datetime | None) -> None:
+        """Record an API key or page session of a partner (by the hash of its secret)."""
+        self.conn.execute(delete(partner_credentials)
+                          .where(partner_credentials.c.expires_at < at))
+        self.conn.execute(insert(partner_credentials).values(
+            token_hash=token_hash, partner_id=partner_id, kind=kind, created_at=at,
+            expires_at=expires_at, revoked_at=None))
+
+    def credential_partner(self, token_hash: str, *, at: datetime,
+                           kinds: tuple[str, ...]) -> str | None:
+        """Whose live credential of one of `kinds` this is, if any."""
+        live = partner_credentials.c
+        return self.conn.execute(
+            select(live.partner_id).where(
+                live.token_hash == token_hash, live.kind.in_(kinds), live.revoked_at.is_(None),
+                (live.expires_at.is_(None)) | (live.expires_at > at))
+        ).scalar_one_or_none()
+
+    def revoke_partner_credential(self, token_hash: str, *, at: datetime) -> None:
+        """End one key or page session."""
+        self.conn.execute(update(partner_credentials)
+                          .where(partner_credentials.c.token_hash == token_hash,
+                                 partner_credentials.c.revoked_at.is_(None))
+                          .values(revoked_at=at))
+
+    def revoke_partner_keys(self, partner_id: str, *, at: datetime) -> None:
+        """End every key and session of a partner (a new key replaces the old ones)."""
+        self.conn.execute(update(partner_credentials)
+                          .where(partner_credentials.c.partner_id == partner_id,
+                                 partner_credentials.c.revoked_at.is_(None))
+                          .values(revoked_at=at))

@@ -316,6 +316,13 @@ class Store:
         rows = self.conn.execute(query.order_by(offers.c.offer_id))
         return [OfferRow(**r._mapping) for r in rows]
 
+    def partner_offers(self, partner_id: str, *, limit: int) -> list[OfferRow]:
+        """A partner's offers, newest first (active and withdrawn)."""
+        rows = self.conn.execute(
+            select(*_columns(offers, OfferRow)).where(offers.c.partner_id == partner_id)
+            .order_by(offers.c.updated_at.desc(), offers.c.offer_id).limit(limit))
+        return [OfferRow(**r._mapping) for r in rows]
+
     # --- cases ---------------------------------------------------------------------------------
 
     def case(self, case_id: str) -> CaseRow | None:
@@ -407,6 +414,14 @@ class Store:
             .where(proposals.c.proposal_id == proposal_id)
         ).first()
         return ProposalRow(**row._mapping) if row else None
+
+    def partner_proposals(self, partner_id: str, *, limit: int) -> list[ProposalRow]:
+        """The latest proposals made of a partner's offers, newest first."""
+        rows = self.conn.execute(
+            select(*_columns(proposals, ProposalRow))
+            .where(proposals.c.partner_id == partner_id)
+            .order_by(proposals.c.created_at.desc(), proposals.c.proposal_id).limit(limit))
+        return [ProposalRow(**r._mapping) for r in rows]
 
     def proposals_where(self, *conditions: Any) -> list[ProposalRow]:
         """Proposals matching SQLAlchemy conditions on the proposals table."""

@@ -170,6 +170,8 @@ proposals = Table(
     Index("ix_proposals_beneficiary", "beneficiary", "kind"),
     Index("ix_proposals_offer_status", "offer_id", "status"),
     Index("ix_proposals_shard_status", "shard", "status"),
+    # The partner door lists a partner's latest proposals.
+    Index("ix_proposals_partner_created", "partner_id", "created_at"),
 )
 
 audit_log = Table(

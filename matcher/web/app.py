@@ -16,6 +16,7 @@ from matcher.domain.errors import (
     DomainError,
     InvalidCommand,
     NotInJurisdiction,
+    NotOwner,
     ProposalNotFound,
     StaleProposal,
     UnknownReference,
@@ -24,9 +25,10 @@ from matcher.services.desk import Desk
 from matcher.services.engine import MatchingEngine
 from matcher.services.jurisdiction import NotFoundHere
 from matcher.settings import Settings
-from matcher.web import api, console, docs_pages, rebalance_pages
+from matcher.web import api, console, docs_pages, partner_api, rebalance_pages
 from matcher.web.auth import SignInRequired
 from matcher.web.headers import SecurityHeaders
+from matcher.web.partner_api import BrokerUnavailable
 from matcher.web.throttle import SignInThrottle, TooManySignIns, VerifiedCredentials
 
 STATIC = Path(__file__).parent / "static"
@@ -35,6 +37,7 @@ STATIC = Path(__file__).parent / "static"
 STATUS = {
     NotFoundHere: 404,  # unknown or outside the jurisdiction: the same answer for both
     NotInJurisdiction: 403,
+    NotOwner: 403,
     ProposalNotFound: 404,
     UnknownReference: 404,
     StaleProposal: 409,
@@ -93,6 +96,11 @@ async def _on_invalid_request(request: Request, exc: Exception) -> Response:
                         status_code=422)
 
 
+async def _on_broker_unavailable(request: Request, exc: Exception) -> Response:
+    return _refusal(request, 503, "broker_unavailable",
+                    "this web app is not connected to the broker: run it as `matcher run`")
+
+
 async def _on_http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     return _refusal(request, exc.status_code, "http_error", str(exc.detail))
@@ -124,7 +132,9 @@ def build_web(engine: MatchingEngine, settings: Settings) -> FastAPI:
     web.add_exception_handler(TooManySignIns, _on_too_many_sign_ins)
     web.add_exception_handler(RequestValidationError, _on_invalid_request)
     web.add_exception_handler(HTTPException, _on_http_error)
+    web.add_exception_handler(BrokerUnavailable, _on_broker_unavailable)
     web.include_router(api.router)
+    web.include_router(partner_api.router)
     web.include_router(console.router)
     web.include_router(rebalance_pages.router)
     web.include_router(docs_pages.router)
