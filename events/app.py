@@ -148,7 +148,8 @@ def build_app(settings: Settings, *, db: Engine | None = None) -> EngineApp:
 
     asgi = AsgiWithMounts(
         broker,
-        mounts=[("/api", services.web), ("/console", services.web)],
+        mounts=[("/api", services.web), ("/console", services.web),
+                ("/partner", services.web)],
         asgi_routes=[("/health", liveness),
                      ("/ready", readiness({"database": database_check(services.db),
                                            "broker": broker_check(broker)})),

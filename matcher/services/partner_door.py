@@ -51,6 +51,8 @@ class PartnerOverview:
     """What the partner page shows: the partner's offers and the proposals made of them."""
 
     partner_id: str
+    name: str
+    home_node_id: str | None
     offers: list[OfferRow]
     proposals: list[ProposalRow]
 
@@ -140,5 +142,7 @@ def fulfilment_event(topics: Topics, partner_id: str, payload: dict[str, Any],
 def partner_overview(store: Store, partner_id: str, *, limit: int = 100) -> PartnerOverview:
     """The partner's own offers and the proposals made of them, newest first."""
     return PartnerOverview(partner_id=partner_id,
+                           name=store.partner_name(partner_id) or partner_id,
+                           home_node_id=store.partner_home(partner_id),
                            offers=store.partner_offers(partner_id, limit=limit),
                            proposals=store.partner_proposals(partner_id, limit=limit))

@@ -257,6 +257,11 @@ class Store:
                 _PARTNER_HOME, {"k_partner_id": partner_id}).scalar_one_or_none()
         return self._partners[partner_id]
 
+    def partner_name(self, partner_id: str) -> str | None:
+        """Registry name of a partner, or None if not registered."""
+        return self.conn.execute(select(partners.c.name)
+                                 .where(partners.c.partner_id == partner_id)).scalar_one_or_none()
+
     def upsert_partner(self, *, partner_id: str, name: str, kind: str, home_node_id: str,
                        at: datetime) -> None:
         """Create or replace a partner."""

@@ -25,7 +25,7 @@ from matcher.services.desk import Desk
 from matcher.services.engine import MatchingEngine
 from matcher.services.jurisdiction import NotFoundHere
 from matcher.settings import Settings
-from matcher.web import api, console, docs_pages, partner_api, rebalance_pages
+from matcher.web import api, console, docs_pages, partner_api, partner_pages, rebalance_pages
 from matcher.web.auth import SignInRequired
 from matcher.web.headers import SecurityHeaders
 from matcher.web.partner_api import BrokerUnavailable
@@ -49,7 +49,8 @@ TITLES = {400: "Not possible", 403: "Outside your jurisdiction", 404: "Not found
 
 
 def _is_console(request: Request) -> bool:
-    return request.url.path.startswith("/console")
+    """Pages (the console, the partner page) get a page; the API gets JSON."""
+    return request.url.path.startswith(("/console", "/partner"))
 
 
 def _refusal(request: Request, status: int, code: str, reason: str,
@@ -135,6 +136,7 @@ def build_web(engine: MatchingEngine, settings: Settings) -> FastAPI:
     web.add_exception_handler(BrokerUnavailable, _on_broker_unavailable)
     web.include_router(api.router)
     web.include_router(partner_api.router)
+    web.include_router(partner_pages.router)
     web.include_router(console.router)
     web.include_router(rebalance_pages.router)
     web.include_router(docs_pages.router)
