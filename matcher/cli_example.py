@@ -167,6 +167,9 @@ def example_command(
         help="For a decision: the proposal to approve.")] = None,
     kcat: Annotated[bool, typer.Option(
         "--kcat", help="Print one line 'key<TAB>json' for kcat -P -K$'\\t' instead.")] = False,
+    payload: Annotated[bool, typer.Option(
+        "--payload", help="Print only the payload, as the partner HTTP API "
+        "(/api/partner) takes it.")] = False,
 ) -> None:
     """Print a whole, valid, current message with its topic and Kafka key."""
     settings = get_settings()
@@ -184,4 +187,7 @@ def example_command(
             raise typer.BadParameter("no pending proposal found: run `matcher demo` first, or "
                                      "pass --proposal", param_hint="--proposal")
         example = decision_example(topics, now, found)
-    typer.echo(example.line() if kcat else example.render())
+    if payload:
+        typer.echo(json.dumps(example.value["payload"], ensure_ascii=False))
+    else:
+        typer.echo(example.line() if kcat else example.render())

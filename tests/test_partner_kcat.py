@@ -1,13 +1,15 @@
-"""The partner guide's shell examples, run as written with the real kcat on the secured broker:
-the operator adds the partner, the partner publishes an offer on its own topic, the case
-system publishes a fitting case, and the engine proposes a match."""
+"""The partner guide's shell examples, run as written with the real kcat and curl on the
+secured broker: the operator adds the partner, the partner publishes an offer on its own topic,
+the case system publishes a fitting case, the engine proposes a match; and the same offer sent
+over HTTP lands on the partner's topic and is applied."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,18 +33,23 @@ GUIDE = PROJECT_ROOT / "docs" / "partner-guide.md"
 DEMO_SEED = 7
 
 
-def guide_commands() -> list[str]:
-    """The operator's `matcher partners add` line, then section 4's first shell block."""
+def first_block(text: str, heading: str) -> list[str]:
+    """The commands of the first shell block after a heading (comments left out)."""
+    block = re.search(r"```sh\n(.*?)```", text[text.index(heading):], re.S)
+    assert block, heading
+    return [line for line in block.group(1).splitlines()
+            if line.strip() and not line.startswith("#")]
+
+
+def guide_commands() -> tuple[list[str], list[str]]:
+    """The operator's `matcher partners add` line and section 4's first shell block; then
+    section 5's HTTP call."""
     text = GUIDE.read_text(encoding="utf-8")
     blocks = re.findall(r"```sh\n(.*?)```", text, re.S)
     add = next(line for block in blocks for line in block.splitlines()
                if line.startswith("matcher partners add"))
-    section = text[text.index("## 4. Publishing with kcat"):]
-    first = re.search(r"```sh\n(.*?)```", section, re.S)
-    assert first
-    publish = [line for line in first.group(1).splitlines()
-               if line.strip() and not line.startswith("#")]
-    return [add, *publish]
+    kafka = [add, *first_block(text, "## 4. Publishing with kcat")]
+    return kafka, first_block(text, "## 5. Without a Kafka client")
 
 
 def kcat_or_skip() -> None:
@@ -75,6 +82,11 @@ async def test_the_guides_kcat_examples_produce_a_proposal(kafka_bootstrap: str,
         with unit_of_work(app.engine.db) as store:
             return store.count("audit_log") >= len(registry)
 
+    def offer_owner(offer_id: str) -> str | None:
+        with unit_of_work(app.engine.db) as store:
+            row = store.offer(offer_id)
+            return None if row is None else row.partner_id
+
     def proposed() -> int:
         with unit_of_work(app.engine.db) as store:
             return store.count("proposals")
@@ -83,17 +95,34 @@ async def test_the_guides_kcat_examples_produce_a_proposal(kafka_bootstrap: str,
     path = f"{PROJECT_ROOT / 'scripts' / 'bin'}:{Path(sys.executable).parent}"
     env = {**os.environ, "PATH": f"{path}:{os.environ['PATH']}",
            "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap,
-           "MATCHER_TOPIC_PREFIX": settings.topic_prefix}
+           "MATCHER_TOPIC_PREFIX": settings.topic_prefix,
+           "MATCHER_DATABASE_URL": settings.database_url}
+    kafka_lines, http_lines = guide_commands()
+
+    async def run(command: str) -> str:
+        """The command in bash, without blocking the loop the engine (and its HTTP) runs on."""
+        as_written = (command.replace("charity.", f"{settings.topic_prefix}.")
+                      .replace("http://127.0.0.1:8080",
+                               f"http://{settings.http_host}:{settings.http_port}"))
+        process = await asyncio.create_subprocess_exec(
+            "bash", "-c", as_written, cwd=workdir, env=env, stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(process.communicate(), timeout=120)
+        assert process.returncode == 0, f"{as_written}\n{out.decode()}\n{err.decode()}"
+        return out.decode()
     async with running(app):
         await publish_events(admin, topics, registry)
         await wait_for(registered, timeout_s=120, what="the demo district registered")
-        for command in guide_commands():
-            as_written = command.replace("charity.", f"{settings.topic_prefix}.")
-            done = subprocess.run(["bash", "-c", as_written], cwd=workdir, env=env,
-                                  capture_output=True, text=True, timeout=120, check=False)
-            assert done.returncode == 0, f"{as_written}\n{done.stdout}\n{done.stderr}"
-        assert (workdir / "partner-030.properties").stat().st_mode & 0o077 == 0
+        for command in kafka_lines:
+            await run(command)
+        for secret in ("partner-030.properties", "partner-030.key"):
+            assert (workdir / secret).stat().st_mode & 0o077 == 0
         await wait_for(lambda: proposed() > 0, timeout_s=90, what="a proposal")
+        [http_line] = http_lines
+        accepted = json.loads(await run(http_line))
+        assert accepted["topic"] == topics.offers_of("partner-030")
+        await wait_for(lambda: offer_owner(accepted["key"]) == "partner-030",
+                       what="the HTTP offer applied")
     with unit_of_work(app.engine.db) as store:
         [partner] = {row.partner_id for row in store.proposals_where()}
     assert partner == "partner-030"
