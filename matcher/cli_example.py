@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 import typer
 from sqlalchemy import select
 
-from matcher.settings import PROJECT_ROOT, get_settings
+from matcher.settings import get_settings
 from matcher.simulator.district import HOME_STUDIO, HOME_WORKSTATION, District, build_district
 from schemas import Level, PartnerKind
 from schemas.common import Location, TimeWindow
@@ -30,7 +30,6 @@ from schemas.needs import Beneficiary, Case, CaseOpened, NeedItem, Preferences
 from schemas.offers import OfferPublished, VolunteerOffer
 from schemas.topics import Topics
 
-DEMO_DB = PROJECT_ROOT / ".data" / "demo.db"
 DEMO_SEED = 7
 STUDIO_ID = f"ws-{HOME_WORKSTATION}-st-{HOME_STUDIO}"
 DEMO_COORDINATOR = "demo-centre"  # seeded by the demo; the centre's subtree holds every case
@@ -181,8 +180,8 @@ def example_command(
     elif kind is Kind.CASE:
         example = case_example(topics, zone, now)
     else:
-        url = f"sqlite:///{database or DEMO_DB}"
-        found = proposal or (pending_proposal(url) if (database or DEMO_DB).is_file() else None)
+        path = database or settings.demo_db
+        found = proposal or (pending_proposal(f"sqlite:///{path}") if path.is_file() else None)
         if found is None:
             raise typer.BadParameter("no pending proposal found: run `matcher demo` first, or "
                                      "pass --proposal", param_hint="--proposal")

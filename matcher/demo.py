@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -19,13 +20,12 @@ from matcher.runner import running
 from matcher.services.coordinators import seed_demo_coordinators
 from matcher.services.engine import MatchingEngine
 from matcher.services.summary import Summary, summarize
-from matcher.settings import PROJECT_ROOT, Settings
+from matcher.settings import Settings
 from matcher.simulator.day import registry_events, simulate_day
 from matcher.simulator.district import build_district
 from matcher.simulator.publish import publish_events
 from schemas.topics import Topics
 
-DEMO_DB = PROJECT_ROOT / ".data" / "demo.db"
 SETTLE_CHECKS = 3
 
 
@@ -75,7 +75,7 @@ async def wait_until_consumed(settings: Settings, topics: Topics, engine: Matchi
 
 
 def print_summary(summary: Summary, published: int, seconds: float, console: Console,
-                  prefix: str) -> None:
+                  prefix: str, database: Path) -> None:
     """The table a new user sees at the end of the Quick start."""
     table = Table(title="What the engine proposed for the simulated day")
     for column in ("kind", "items", "requested", "proposed", "share of qty", "items served",
@@ -92,22 +92,23 @@ def print_summary(summary: Summary, published: int, seconds: float, console: Con
     if summary.unmatched_reasons:
         reasons = ", ".join(f"{code}: {n}" for code, n in summary.unmatched_reasons.items())
         console.print(f"Items left (partly) unmatched, by reason: {reasons}")
-    console.print(f"Topics: {prefix}.*  Database: {DEMO_DB}")
+    console.print(f"Topics: {prefix}.*  Database: {database}")
 
 
 async def run_demo(settings: Settings, console: Console, *, day: date | None, seed: int,
                    cases: int) -> Summary:
     """Run the whole demo and return its summary."""
     started = time.monotonic()
+    database = settings.demo_db
     bootstrap = await ensure_broker(settings, console)
     stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
     prefix = f"demo-{stamp}"
-    DEMO_DB.parent.mkdir(parents=True, exist_ok=True)
+    database.parent.mkdir(parents=True, exist_ok=True)
     for suffix in ("", "-wal", "-shm"):
-        DEMO_DB.with_name(DEMO_DB.name + suffix).unlink(missing_ok=True)
+        database.with_name(database.name + suffix).unlink(missing_ok=True)
     demo_settings = settings.model_copy(update={
         "kafka_bootstrap_servers": bootstrap, "topic_prefix": prefix,
-        "consumer_group": f"{prefix}-engine", "database_url": f"sqlite:///{DEMO_DB}",
+        "consumer_group": f"{prefix}-engine", "database_url": f"sqlite:///{database}",
     })
     topics = Topics(prefix)
     await grant_demo_topics(demo_settings, topics)
@@ -138,13 +139,13 @@ async def run_demo(settings: Settings, console: Console, *, day: date | None, se
         coordinators = seed_demo_coordinators(app.engine.db)
     summary = summarize(app.engine.db)
     print_summary(summary, len(registry) + len(day_events), time.monotonic() - started, console,
-                  prefix)
-    print_console_hint(coordinators, demo_settings, console)
+                  prefix, database)
+    print_console_hint(coordinators, demo_settings, database, console)
     return summary
 
 
 def print_console_hint(coordinators: list[tuple[str, str, str]], settings: Settings,
-                       console: Console) -> None:
+                       database: Path, console: Console) -> None:
     """How to look at the result as a coordinator would."""
     table = Table(title="Demo coordinators (console sign-in)")
     for column in ("username", "password", "jurisdiction"):
@@ -154,6 +155,7 @@ def print_console_hint(coordinators: list[tuple[str, str, str]], settings: Setti
     console.print(table)
     console.print(
         "Open the console on this day's state:\n"
-        f"  MATCHER_DATABASE_URL=sqlite:///{DEMO_DB} MATCHER_TOPIC_PREFIX={settings.topic_prefix} "
+        f"  MATCHER_DATABASE_URL=sqlite:///{database} "
+        f"MATCHER_TOPIC_PREFIX={settings.topic_prefix} "
         ".venv/bin/matcher run\n"
         f"  then http://{settings.http_host}:{settings.http_port}/console/")

@@ -188,6 +188,11 @@ class Settings(BaseSettings):
                                 description="Console language when the reader chose none and "
                                 "the browser asks for none we have: zh_CN or en.")
 
+    @property
+    def demo_db(self) -> Path:
+        """The SQLite file `matcher demo` leaves behind, in data_dir."""
+        return self.data_dir / "demo.db"
+
     @model_validator(mode="after")
     def _files_in_data_dir(self) -> Settings:
         """The database file and reports live under data_dir unless placed explicitly."""
