@@ -44,6 +44,7 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 # What a Kafka client says while a freshly started broker (or freshly created topics) elect
 # their partition leaders and group coordinators: expected, and gone within seconds.
+EMPTY_PARTNER_PATTERN = re.compile(r"partner-(offers|fulfilments) has no partition assignments")
 WARM_UP_MESSAGES = re.compile(
     r"NotLeaderForPartition|GroupCoordinatorNotAvailable|Marking the coordinator dead|"
     r"LeaderNotAvailable|NotCoordinator|CoordinatorLoadInProgress|"
@@ -89,9 +90,14 @@ class BrokerWarmUpFilter(logging.Filter):
         return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
 
     def _is_warm_up(self, record: logging.LogRecord) -> bool:
-        """A Kafka client warning about leaders or coordinators, within the window."""
-        return (record.name.startswith("aiokafka") and record.levelno > logging.DEBUG
-                and self.clock() < self.until
+        """A Kafka client warning about leaders or coordinators, within the window; or the
+        partners' pattern subscriptions finding no topic yet, which is normal until a partner
+        is given topics of its own."""
+        if record.levelno <= logging.DEBUG:
+            return False
+        if record.name == "matcher.broker":
+            return EMPTY_PARTNER_PATTERN.search(record.getMessage()) is not None
+        return (record.name.startswith("aiokafka") and self.clock() < self.until
                 and WARM_UP_MESSAGES.search(record.getMessage()) is not None)
 
 

@@ -77,3 +77,15 @@ def test_other_warnings_are_untouched_during_warm_up() -> None:
     other = record("aiokafka.conn", logging.ERROR, "Unable to connect to node 1")
     assert warm_up.filter(own) and warm_up.filter(other)
     assert (own.levelno, other.levelno) == (logging.WARNING, logging.ERROR)
+
+
+def test_an_empty_partner_pattern_is_not_a_warning_but_other_groups_are() -> None:
+    clock = FakeClock()
+    quiet = BrokerWarmUpFilter(window_s=60, clock=clock)
+    clock.now += 3600  # long after warm-up: no partner may have its own topics yet
+    empty = record("matcher.broker", logging.WARNING, "Consumer in group g.partner-offers has "
+                   "no partition assignments - this could be temporary")
+    assert quiet.filter(empty) is False and empty.levelno == logging.DEBUG
+    stuck = record("matcher.broker", logging.WARNING, "Consumer in group g.needs has no "
+                   "partition assignments - this could be temporary")
+    assert quiet.filter(stuck) is True and stuck.levelno == logging.WARNING
