@@ -49,13 +49,14 @@ class ProvisioningError(RuntimeError):
 
 @dataclass(frozen=True)
 class Grant:
-    """Allow `principal` the `operations` on one resource (by literal name or name prefix)."""
+    """Allow (or deny) `principal` the `operations` on one resource, by name or prefix."""
 
     principal: str
     resource: Resource
     name: str
     pattern: Pattern
     operations: tuple[str, ...]
+    permission: Literal["ALLOW", "DENY"] = "ALLOW"
 
 
 def partner_principal(partner_id: str) -> str:
@@ -84,10 +85,16 @@ def new_password() -> str:
 
 
 def engine_grants(topics: Topics, group: str, principal: str = ENGINE) -> list[Grant]:
-    """The engine reads every input, writes every output, creates partner feedback topics."""
+    """The engine reads every input, writes every output, creates partner feedback topics.
+
+    It never speaks for the registry, the grids or the coordinators: a deny (which beats any
+    allow) keeps a compromised engine from writing those inputs too.
+    """
     return [
         Grant(principal, "topic", f"{topics.prefix}.", "prefixed",
               ("READ", "WRITE", "DESCRIBE", "CREATE", "DESCRIBE_CONFIGS")),
+        *(Grant(principal, "topic", topic, "literal", ("WRITE",), "DENY")
+          for topic in (topics.registry, topics.needs, topics.decisions)),
         Grant(principal, "group", group, "prefixed", ("READ", "DESCRIBE")),
         Grant(principal, "cluster", "kafka-cluster", "literal",
               ("IDEMPOTENT_WRITE", "DESCRIBE")),
@@ -152,7 +159,7 @@ def apply_grants(admin: KafkaAccess, grants: Sequence[Grant]) -> int:
     bindings = [
         AclBinding(resource_types[grant.resource], grant.name,
                    ResourcePatternType[grant.pattern.upper()], f"User:{grant.principal}", "*",
-                   AclOperation[operation], AclPermissionType.ALLOW)
+                   AclOperation[operation], AclPermissionType[grant.permission])
         for grant in grants for operation in grant.operations
     ]
     if not bindings:

@@ -148,6 +148,10 @@ async def test_a_partner_writes_only_its_own_topics_and_cannot_pass_for_another(
         [json.loads(r.value)["event_id"] for r in dead]
     assert stored("g-alice") == alice  # not withdrawn
     assert stored("g-fake") is None and stored("g-fake2") is None
+    # Not even the engine speaks for the registry, the grids or the coordinators.
+    for topic in (topics.registry, topics.needs, topics.decisions):
+        with pytest.raises(TopicAuthorizationFailedError):
+            await send(engine, topic, b"{}")
 
 
 async def test_the_district_principals_write_only_what_their_role_needs(
