@@ -15,6 +15,7 @@ from matcher.cli_example import example_command
 from matcher.cli_kafka import kafka_app
 from matcher.cli_partners import partners_app
 from matcher.cli_rebalance import rebalance_command
+from matcher.cli_replay import replay_command, simulate_command
 from matcher.cli_solve import solve_command
 from matcher.observability import configure_logging
 from matcher.settings import PROJECT_ROOT, get_settings
@@ -27,6 +28,10 @@ app.add_typer(partners_app)
 app.command("solve", help="Solve a matching problem given as JSON (see README).")(solve_command)
 app.command("rebalance", help="Rebalance the whole district now, with progress.")(
     rebalance_command)
+app.command("replay", help="Replay a recorded stream on a simulated clock (a shadow run).")(
+    replay_command)
+app.command("simulate", help="Write a simulated district's days as a stream to replay.")(
+    simulate_command)
 app.command("example", help="Print a whole, current message (offer, case or decision) with its "
             "topic and Kafka key.")(example_command)
 console = Console(stderr=True)

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from matcher.domain.errors import DomainError
 from matcher.services import oversight, partner_door
 from matcher.storage.store import unit_of_work
+from matcher.web import i18n
 from matcher.web.auth import client_address, csrf_ok, desk_of
 from matcher.web.console import page
 from matcher.web.i18n import gettext as _
@@ -42,6 +43,12 @@ def _flash(request: Request, message: str, kind: str = "ok") -> None:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _speak(request: Request) -> None:
+    """Choose the reader's language before any message is worded."""
+    settings = desk_of(request).settings
+    i18n.activate(request, default=settings.default_locale, timezone=settings.timezone)
 
 
 def _signed_in(request: Request) -> str | None:
@@ -79,6 +86,7 @@ def sign_in(request: Request, partner_id: Annotated[str, Form(max_length=80)],
             api_key: Annotated[str, Form(max_length=200)],
             csrf: Annotated[str, Form(max_length=100)] = "") -> Response:
     """Sign in with the partner id and API key; throttled like the coordinators' sign-in."""
+    _speak(request)
     partner_id = partner_id.strip()
     if not csrf_ok(request, csrf):
         return page(request, "partner_sign_in.html", status_code=422, partner_id=partner_id,
@@ -120,6 +128,7 @@ async def publish_goods(request: Request, category: Annotated[str, Form(max_leng
                         expires_on: Annotated[str, Form(max_length=10)] = "",
                         csrf: Annotated[str, Form(max_length=100)] = "") -> Response:
     """The goods form: becomes offer.published on the partner's own topic."""
+    _speak(request)
     partner = _signed_in(request)
     if partner is None:
         return _see_other("/partner/sign-in")
