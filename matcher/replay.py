@@ -288,6 +288,10 @@ class Replay:
 
     def _do_fulfil(self, detail: tuple[str, str, float], outputs: IO[str]) -> None:
         proposal_id, partner_id, amount = detail
+        with unit_of_work(self.engine.db) as store:
+            proposal = store.proposal(proposal_id)
+        if proposal is None or proposal.status != "approved":
+            return  # released meanwhile: the partner was told (match.revoked) and stood down
         event = MatchFulfilled.model_validate({
             "event_id": str(uuid.uuid4()), "occurred_at": self.clock.now.isoformat(),
             "producer": partner_id, "payload": {"proposal_id": proposal_id,
