@@ -92,6 +92,28 @@ def test_district_has_four_levels_and_every_parent_exists(district: District) ->
     assert "ws-wenlong-st-shuanglong-g1" in district.grid_ids
 
 
+def test_district_names_are_the_chinese_ones_the_district_registers(district: District) -> None:
+    names = {node.node_id: node.name for node in district.nodes}
+    assert names["centre"] == "綦江区慈善中心"
+    assert names["ws-wenlong"] == "文龙街道慈善工作站"
+    assert names["ws-wenlong-st-shuanglong"] == "双龙社区慈善工作室"
+    assert names["ws-wenlong-st-shuanglong-g1"] == "双龙社区第1网格"
+    for node in district.nodes:  # towns (镇) have villages (村), streets (街道) communities (社区)
+        if node.level is Level.STUDIO:
+            town = names[node.parent_id or ""].endswith("镇慈善工作站")
+            assert node.name.endswith("村慈善工作室" if town else "社区慈善工作室")
+    partners = [partner.name for partner in district.partners]
+    assert "綦江区民政局" in partners
+    latin = [name for name in [*names.values(), *partners]
+             if any(char.isascii() and char.isalpha() for char in name)]
+    assert not latin
+    big = build_district(seed=1, workstations=21, studios_per_ws=8, partners=2000)
+    assert len({partner.name for partner in big.partners}) == len(big.partners)
+    assert any(partner.name.endswith("（第二分队）") for partner in big.partners)
+    assert any(node.name == "双龙二村慈善工作室" or node.name == "双龙二社区慈善工作室"
+               for node in big.nodes)
+
+
 def test_district_distances_are_km_scale(district: District) -> None:
     for studio in district.studio_ids:
         grids = district.children_of[studio]

@@ -11,7 +11,7 @@ from functools import cached_property
 from schemas import Level, Location, Node, Partner, PartnerKind
 
 CENTRE_ID = "centre"
-CENTRE_NAME = "Qijiang District Charity Centre"
+CENTRE_NAME = "綦江区慈善中心"
 CENTRE_LOCATION = Location(lat=29.03, lon=106.65)
 
 # The union site of the source article sits in Wenlong street, Shuanglong community; both are
@@ -19,24 +19,45 @@ CENTRE_LOCATION = Location(lat=29.03, lon=106.65)
 HOME_WORKSTATION = "wenlong"
 HOME_STUDIO = "shuanglong"
 
-# Urban streets (街道) come first: their studios are communities, a town's studios are villages.
-STREETS: tuple[str, ...] = ("wenlong", "gunan", "tonghui", "sanjiang", "xinsheng")
-TOWNS: tuple[str, ...] = (
-    "dongxi", "ganshui", "datong", "shihao", "yongxin", "sanjiao", "longsheng", "guofu",
-    "zhuantang", "dingshan", "anwen", "fuhuan", "yongcheng", "hengshan", "shijiao", "zhongfeng",
-)
+# Ids are pinyin; names are the hanzi the district registers. Urban streets (街道) come first:
+# their studios are communities (社区), a town's (镇) studios are villages (村).
+STREET_HANZI: dict[str, str] = {
+    "wenlong": "文龙", "gunan": "古南", "tonghui": "通惠", "sanjiang": "三江", "xinsheng": "新盛",
+}
+# Qijiang's sixteen towns (those of Wansheng, run by its own development zone, are left out).
+TOWN_HANZI: dict[str, str] = {
+    "dongxi": "东溪", "ganshui": "赶水", "datong": "打通", "shihao": "石壕", "yongxin": "永新",
+    "sanjiao": "三角", "longsheng": "隆盛", "guofu": "郭扶", "zhuantang": "篆塘",
+    "dingshan": "丁山", "anwen": "安稳", "fuhuan": "扶欢", "yongcheng": "永城",
+    "hengshan": "横山", "shijiao": "石角", "zhongfeng": "中峰",
+}
+STREETS: tuple[str, ...] = tuple(STREET_HANZI)
+TOWNS: tuple[str, ...] = tuple(TOWN_HANZI)
 WORKSTATION_NAMES: tuple[str, ...] = STREETS + TOWNS
+WORKSTATION_HANZI: dict[str, str] = STREET_HANZI | TOWN_HANZI
 
-COMMUNITY_NAMES: tuple[str, ...] = (
-    "shuanglong", "xinhua", "jiuzhou", "yingshan", "qiaohe", "dongfeng", "baiyun", "jinlong",
-    "fuxing", "hongqi", "heping", "minsheng", "xingfu", "jinqiao", "longtan", "qinglong",
-    "baishi", "huaxi", "shuangxi", "hexing", "tiantai", "yangliu", "shitang", "yanjing",
-    "gaoqing", "xinglong", "changan", "fenghuang", "meilin", "songbai", "taoyuan", "lianhua",
-    "shuangfeng", "jinsha", "qingshan", "baiyang", "huilong", "tianxing", "guanyin", "dashu",
-    "chengxi", "chengdong", "nanmen", "beijie", "xinjian", "lvyuan", "jinxiu", "xiangshan",
-    "wufu", "tangba", "huangjue", "shuangqiao", "lijia", "maoping", "yuquan", "pingan",
-    "sanhe", "sihai", "wanshou", "qingquan", "shiban", "zhuyuan", "hongyan", "xinmin",
-)
+# Common community and village names of the area; a studio can sit under any workstation, so
+# these are not tied to a particular street or town. The characters of a few are plausible
+# choices rather than checked ones: 营山, 和兴, 高青, 石塘, 桃园, 双凤, 绿园, 茅坪, 三合.
+COMMUNITY_HANZI: dict[str, str] = {
+    "shuanglong": "双龙", "xinhua": "新华", "jiuzhou": "九洲", "yingshan": "营山",
+    "qiaohe": "桥河", "dongfeng": "东风", "baiyun": "白云", "jinlong": "金龙",
+    "fuxing": "复兴", "hongqi": "红旗", "heping": "和平", "minsheng": "民生",
+    "xingfu": "幸福", "jinqiao": "金桥", "longtan": "龙潭", "qinglong": "青龙",
+    "baishi": "白石", "huaxi": "花溪", "shuangxi": "双溪", "hexing": "和兴",
+    "tiantai": "天台", "yangliu": "杨柳", "shitang": "石塘", "yanjing": "盐井",
+    "gaoqing": "高青", "xinglong": "兴隆", "changan": "长安", "fenghuang": "凤凰",
+    "meilin": "梅林", "songbai": "松柏", "taoyuan": "桃园", "lianhua": "莲花",
+    "shuangfeng": "双凤", "jinsha": "金沙", "qingshan": "青山", "baiyang": "白杨",
+    "huilong": "回龙", "tianxing": "天星", "guanyin": "观音", "dashu": "大树",
+    "chengxi": "城西", "chengdong": "城东", "nanmen": "南门", "beijie": "北街",
+    "xinjian": "新建", "lvyuan": "绿园", "jinxiu": "锦绣", "xiangshan": "香山",
+    "wufu": "五福", "tangba": "塘坝", "huangjue": "黄桷", "shuangqiao": "双桥",
+    "lijia": "李家", "maoping": "茅坪", "yuquan": "玉泉", "pingan": "平安",
+    "sanhe": "三合", "sihai": "四海", "wanshou": "万寿", "qingquan": "清泉",
+    "shiban": "石板", "zhuyuan": "竹园", "hongyan": "红岩", "xinmin": "新民",
+}
+COMMUNITY_NAMES: tuple[str, ...] = tuple(COMMUNITY_HANZI)
 
 # Shares of the union's membership by kind: 20+ departments among 200+ members.
 PARTNER_KIND_SHARES: dict[PartnerKind, float] = {
@@ -58,44 +79,52 @@ PARTNER_HOME_LEVELS: dict[PartnerKind, tuple[float, float, float]] = {
     PartnerKind.GOVERNMENT_DEPARTMENT: (1.00, 0.00, 0.00),
 }
 
+# Named as the district registers them: 区民政局 is 綦江区民政局 on the door.
 GOVERNMENT_DEPARTMENTS: tuple[str, ...] = (
-    "Civil Affairs Bureau", "Communist Youth League Committee", "Women's Federation",
-    "Disabled Persons' Federation", "Health Commission", "Education Commission",
-    "Human Resources and Social Security Bureau", "Veterans Affairs Bureau",
-    "Agriculture and Rural Affairs Commission", "Federation of Trade Unions",
-    "Red Cross Society", "Rural Revitalisation Bureau", "Medical Security Bureau",
-    "Justice Bureau", "Culture and Tourism Commission", "Commerce Commission",
-    "Market Supervision Bureau", "Emergency Management Bureau",
-    "Housing and Construction Commission",
-    "Ageing Work Committee", "Committee for the Wellbeing of the Next Generation",
-    "Science and Technology Association", "Ethnic and Religious Affairs Commission",
-    "Finance Bureau",
+    "綦江区民政局", "共青团綦江区委员会", "綦江区妇女联合会", "綦江区残疾人联合会",
+    "綦江区卫生健康委员会", "綦江区教育委员会", "綦江区人力资源和社会保障局",
+    "綦江区退役军人事务局", "綦江区农业农村委员会", "綦江区总工会", "綦江区红十字会",
+    "綦江区乡村振兴局", "綦江区医疗保障局", "綦江区司法局", "綦江区文化和旅游发展委员会",
+    "綦江区商务委员会", "綦江区市场监督管理局", "綦江区应急管理局",
+    "綦江区住房和城乡建设委员会",
+    "綦江区老龄工作委员会", "綦江区关心下一代工作委员会",
+    "綦江区科学技术协会", "綦江区民族宗教事务委员会",
+    "綦江区财政局",
 )
+# The trade of an enterprise, between its place and 有限公司.
 ENTERPRISE_STEMS: tuple[str, ...] = (
-    "Smart Elderly Care Technology", "Health Management", "Gear Transmission", "Aluminium Industry",
-    "Agricultural Development", "Property Management", "Logistics", "Medical Devices",
-    "Food Processing", "Construction Engineering", "New Energy", "Home Care Services",
-    "Textile", "Tea Industry", "Pharmaceutical", "Rehabilitation Equipment",
+    "智慧养老科技", "健康管理", "齿轮传动", "铝业", "农业开发", "物业管理", "物流", "医疗器械",
+    "食品加工", "建筑工程", "新能源", "居家养老服务", "纺织", "茶业", "药业", "康复器材",
 )
 CHARITY_STEMS: tuple[str, ...] = (
-    "Charity Federation", "Love Heart Charity Association", "Sunshine Charity Foundation",
-    "Care for the Elderly Foundation", "Children's Welfare Association",
-    "Warm Home Mutual Aid Society", "Education Aid Foundation", "Kindness Food Bank",
-    "Silver Age Charity Association", "Helping Hands Foundation",
+    "慈善会", "爱心慈善协会", "阳光慈善基金会", "关爱老人基金会", "儿童福利协会",
+    "温暖之家互助会", "助学基金会", "爱心食物银行", "银龄慈善协会", "携手帮扶基金会",
 )
+# Trade names (字号) of social work agencies: 綦江区心缘社会工作服务中心.
 AGENCY_STEMS: tuple[str, ...] = (
-    "Xinyuan", "Tongxin", "Heyue", "Huiai", "Anhe", "Mingde", "Shanyuan", "Jiayuan", "Qiaoxin",
-    "Lianxin",
+    "心缘", "同心", "和悦", "惠爱", "安和", "明德", "善缘", "家园", "桥心", "连心",
 )
 VOLUNTEER_STEMS: tuple[str, ...] = (
-    "Red Vest", "Sunshine", "Youth", "Silver-Haired", "Party Member", "Women's", "Medical",
-    "University Student", "Neighbourhood", "Lei Feng", "Retired Teachers'", "Good Neighbour",
+    "红马甲", "阳光", "青年", "银发", "党员", "巾帼", "医疗", "大学生", "邻里", "雷锋",
+    "退休教师", "好邻居",
 )
 MERCHANT_STEMS: tuple[str, ...] = (
-    "Fresh Market", "Supermarket", "Bakery", "Grain and Oil Shop", "Pharmacy", "Barber Shop",
-    "Noodle House", "Hotpot Restaurant", "Dairy Store", "Fruit Shop", "Clothing Store",
-    "Hardware Store", "Bedding Store", "Convenience Store",
+    "生鲜店", "超市", "面包房", "粮油店", "大药房", "理发店", "小面馆", "火锅店", "乳品店",
+    "水果店", "服装店", "五金店", "床上用品店", "便利店",
 )
+# What a second, third... partner of the same name is called: （第二分队）, （二分店）.
+BRANCH_WORDS: dict[PartnerKind, str] = {
+    PartnerKind.ENTERPRISE: "第{n}分公司",
+    PartnerKind.CHARITY: "第{n}分会",
+    PartnerKind.SOCIAL_WORK_AGENCY: "第{n}服务站",
+    PartnerKind.VOLUNTEER_GROUP: "第{n}分队",
+    PartnerKind.MERCHANT: "{n}分店",
+    PartnerKind.GOVERNMENT_DEPARTMENT: "第{n}办公室",
+}
+WORKSTATION_SUFFIX = "慈善工作站"
+STUDIO_SUFFIX = "慈善工作室"
+CENTRE_PLACE = ("綦江区", "綦江")
+CHINESE_DIGITS = "零一二三四五六七八九"
 
 KM_PER_DEG_LAT = 110.574
 KM_PER_DEG_LON_EQUATOR = 111.320
@@ -261,9 +290,27 @@ def _community_pool(rng: random.Random, count: int) -> list[str]:
 
 
 def _workstation_name(ws: str) -> str:
-    """Human name of a workstation: street (街道) or town (镇)."""
-    unit = "Street" if ws in STREETS else "Town"
-    return f"{ws.title()} {unit} Charity Workstation"
+    """Name of a workstation: 文龙街道慈善工作站 for a street, 三角镇慈善工作站 for a town."""
+    unit = "街道" if ws in STREETS else "镇"
+    return f"{WORKSTATION_HANZI[ws]}{unit}{WORKSTATION_SUFFIX}"
+
+
+def _studio_place(name: str, unit: str) -> str:
+    """The community or village of a studio id's tail: 双龙社区, 五福村; 双龙二社区 if repeated."""
+    base = name.rstrip("0123456789")
+    repeat = name[len(base):]
+    return f"{COMMUNITY_HANZI[base]}{_chinese_number(int(repeat)) if repeat else ''}{unit}"
+
+
+def _chinese_number(n: int) -> str:
+    """1..99 in Chinese numerals (二, 十二, 二十); larger numbers in digits."""
+    if not 0 < n < 100:
+        return str(n)
+    tens, ones = divmod(n, 10)
+    if not tens:
+        return CHINESE_DIGITS[ones]
+    return (f"{CHINESE_DIGITS[tens] if tens > 1 else ''}十"
+            f"{CHINESE_DIGITS[ones] if ones else ''}")
 
 
 def _place_workstations(rng: random.Random, count: int) -> list[Location]:
@@ -279,17 +326,18 @@ def _build_studios(
     rng: random.Random, ws: str, ws_point: Location, names: Sequence[str], grids: int
 ) -> list[Node]:
     """The studios of one workstation, each followed by its grids."""
-    unit = "Community" if ws in STREETS else "Village"
+    unit = "社区" if ws in STREETS else "村"
     points = _scatter(rng, ws_point, len(names), STUDIO_RADIUS_KM, STUDIO_GAP_KM, math.inf)
     nodes: list[Node] = []
     for name, point in zip(names, points, strict=True):
         studio_id = f"ws-{ws}-st-{name}"
+        place = _studio_place(name, unit)
         nodes.append(Node(node_id=studio_id, level=Level.STUDIO, parent_id=f"ws-{ws}",
-                          name=f"{name.title()} {unit} Charity Studio", location=point))
+                          name=f"{place}{STUDIO_SUFFIX}", location=point))
         grid_points = _scatter(rng, point, grids, GRID_RADIUS_KM, GRID_GAP_KM, GRID_MAX_SPREAD_KM)
         nodes.extend(
             Node(node_id=f"{studio_id}-g{number}", level=Level.GRID, parent_id=studio_id,
-                 name=f"Grid {number}, {name.title()} Studio", location=grid_point)
+                 name=f"{place}第{number}网格", location=grid_point)
             for number, grid_point in enumerate(grid_points, start=1)
         )
     return nodes
@@ -357,7 +405,7 @@ def _build_partners(rng: random.Random, district: District, count: int) -> list[
             gov_index += 1
         else:
             name = _partner_name(rng, district, kind, home)
-        partners.append(Partner(partner_id=f"partner-{number:03d}", name=_unique(name, used),
+        partners.append(Partner(partner_id=f"partner-{number:03d}", name=_unique(name, used, kind),
                                 kind=kind, home_node_id=home))
     return partners
 
@@ -388,42 +436,50 @@ def _partner_home(rng: random.Random, district: District, kind: PartnerKind) -> 
     return rng.choice(district.ids_at(level))
 
 
-def _place_name(district: District, home: str) -> str:
-    """The place word used in a partner's name: its studio or workstation, else Qijiang."""
+def _place_names(district: District, home: str) -> tuple[str, str]:
+    """The place words of a partner's name, full and short: 文龙街道 and 文龙, 双龙社区 and 双龙."""
     node = district.node_by_id[home]
     if node.level is Level.CENTRE:
-        return "Qijiang"
-    tail = home.rsplit("-", 1)[-1]
-    return tail.rstrip("0123456789").title()
+        return CENTRE_PLACE
+    full = node.name.removesuffix(WORKSTATION_SUFFIX).removesuffix(STUDIO_SUFFIX)
+    tail = home.rsplit("-", 1)[-1].rstrip("0123456789")
+    short = WORKSTATION_HANZI[tail] if node.level is Level.WORKSTATION else COMMUNITY_HANZI[tail]
+    return full, short
 
 
 def _partner_name(rng: random.Random, district: District, kind: PartnerKind, home: str) -> str:
     """A plausible name for a non-government partner."""
-    place = _place_name(district, home)
-    if kind is PartnerKind.ENTERPRISE:
-        return f"Chongqing {place} {rng.choice(ENTERPRISE_STEMS)} Co., Ltd."
-    if kind is PartnerKind.CHARITY:
-        return f"{place} {rng.choice(CHARITY_STEMS)}"
-    if kind is PartnerKind.SOCIAL_WORK_AGENCY:
-        return f"Qijiang {rng.choice(AGENCY_STEMS)} Social Work Service Centre ({place})"
-    if kind is PartnerKind.VOLUNTEER_GROUP:
-        return f"{place} {rng.choice(VOLUNTEER_STEMS)} Volunteer Team"
-    return f"{place} {rng.choice(MERCHANT_STEMS)}"
+    full, short = _place_names(district, home)
+    at_centre = district.node_by_id[home].level is Level.CENTRE
+    if kind is PartnerKind.ENTERPRISE:  # 重庆綦江郭扶茶业有限公司
+        return f"重庆綦江{'' if at_centre else short}{rng.choice(ENTERPRISE_STEMS)}有限公司"
+    if kind is PartnerKind.CHARITY:  # 文龙街道慈善会
+        return f"{full}{rng.choice(CHARITY_STEMS)}"
+    if kind is PartnerKind.SOCIAL_WORK_AGENCY:  # 綦江区心缘社会工作服务中心（文龙街道）
+        where = "" if at_centre else f"（{full}）"
+        return f"綦江区{rng.choice(AGENCY_STEMS)}社会工作服务中心{where}"
+    if kind is PartnerKind.VOLUNTEER_GROUP:  # 双龙社区红马甲志愿服务队
+        return f"{full}{rng.choice(VOLUNTEER_STEMS)}志愿服务队"
+    return f"{short}{rng.choice(MERCHANT_STEMS)}"  # 双龙小面馆
+
+
+def _branch(name: str, kind: PartnerKind, n: int) -> str:
+    """The n-th branch of a name: 双龙社区红马甲志愿服务队（第二分队）, 双龙超市（二分店）."""
+    return f"{name}（{BRANCH_WORDS[kind].format(n=_chinese_number(n))}）"
 
 
 def _department_name(index: int) -> str:
     """A district department; numbered offices past the list (only with huge partner counts)."""
     base = GOVERNMENT_DEPARTMENTS[index % len(GOVERNMENT_DEPARTMENTS)]
     round_ = index // len(GOVERNMENT_DEPARTMENTS)
-    suffix = f" (Office {round_ + 1})" if round_ else ""
-    return f"Qijiang District {base}{suffix}"
+    return _branch(base, PartnerKind.GOVERNMENT_DEPARTMENT, round_ + 1) if round_ else base
 
 
-def _unique(name: str, used: set[str]) -> str:
+def _unique(name: str, used: set[str], kind: PartnerKind) -> str:
     """The name, or a numbered branch of it if another partner already has it."""
     candidate, branch = name, 2
     while candidate in used:
-        candidate = f"{name} (Branch {branch})"
+        candidate = _branch(name, kind, branch)
         branch += 1
     used.add(candidate)
     return candidate
