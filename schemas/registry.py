@@ -35,7 +35,7 @@ class Node(WireModel):
         examples=["ws-wenlong-st-shuanglong"],
     )
     name: str = Field(
-        min_length=1, max_length=120, description="Human name.", examples=["Grid 2, Daguan Studio"]
+        min_length=1, max_length=120, description="Human name.", examples=["双龙社区第2网格"]
     )
     location: Location | None = Field(
         default=None,
@@ -57,7 +57,7 @@ class Partner(WireModel):
                                    examples=["partner-017"])
     name: str = Field(
         min_length=1, max_length=160, description="Organisation name.",
-        examples=["Chongqing Wenlong Elderly Care Co., Ltd."],
+        examples=["重庆綦江文龙养老服务有限公司"],
     )
     kind: PartnerKind = Field(description="Kind of organisation.", examples=["enterprise"])
     home_node_id: Identifier = Field(
