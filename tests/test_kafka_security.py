@@ -130,18 +130,20 @@ async def test_a_partner_writes_only_its_own_topics_and_cannot_pass_for_another(
                    f.encode(f.goods_offer("g-alice", alice)), key=b"g-alice")
         await wait_for(lambda: stored("g-alice") == alice, what="alice's own offer applied")
         # On its own topic, bob claims to be alice, then names alice as the offer's owner,
-        # then, as himself, tries to withdraw alice's offer.
+        # then, as himself, tries to withdraw alice's offer, then to update it.
         claims_alice = f.goods_offer("g-fake", alice)
         names_alice = f.goods_offer("g-fake2", alice)
         names_alice["producer"] = bob
         withdraw = f.withdrawal("g-alice", bob)
-        for event in (claims_alice, names_alice, withdraw):
+        update = f.goods_offer("g-alice", bob, version=2, quantity=1)
+        update["event_type"] = "offer.updated"
+        for event in (claims_alice, names_alice, withdraw, update):
             await send(partner_access[bob], topics.offers_of(bob), f.encode(event))
-        dead = await read_until(kafka_bootstrap, topics.dead_letter, lambda rs: len(rs) >= 3)
+        dead = await read_until(kafka_bootstrap, topics.dead_letter, lambda rs: len(rs) >= 4)
         feedback = await read_until(kafka_bootstrap, topics.feedback_of(bob),
-                                    lambda rs: len(rs) >= 3)
+                                    lambda rs: len(rs) >= 4)
     codes = [dict(r.headers)["dlq.reason_code"].decode() for r in dead]
-    assert codes == ["not_owner", "not_owner", "not_owner"]
+    assert codes == ["not_owner"] * 4
     reasons = [dict(r.headers)["dlq.reason"].decode() for r in dead]
     assert "belongs to partner" in reasons[0] and alice in reasons[0]
     assert [json.loads(r.value)["event_id"] for r in feedback] == \
