@@ -89,28 +89,27 @@ ensure_postgres() {
   export MATCHER_TEST_POSTGRES_URL="postgresql+psycopg://matcher@127.0.0.1:$PG_PORT/postgres"
 }
 
-ensure_kcat() {
-  # kcat (Debian package) runs the partner guide's examples as a partner would.
-  if command -v kcat >/dev/null; then
+ensure_debian_tool() {
+  # ensure_debian_tool COMMAND PACKAGE PURPOSE: install a Debian package when its command is
+  # missing (as root with apt-get), else say what will fail without it.
+  local command="$1" package="$2" purpose="$3"
+  if command -v "$command" >/dev/null; then
     return 0
   fi
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    say "Installing kcat (Debian package) for the partner guide's examples"
-    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q kcat
+    say "Installing $package (Debian package) for $purpose"
+    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$package"
   else
-    say "kcat is not installed: the partner guide test will fail (apt-get install kcat)"
+    say "$package is not installed: $purpose will fail (apt-get install $package)"
   fi
+}
+
+ensure_kcat() {
+  # kcat runs the partner guide's examples as a partner would.
+  ensure_debian_tool kcat kcat "the partner guide's examples"
 }
 
 ensure_chromium() {
   # Debian's headless Chromium for the browser tests (Playwright's own download is not used).
-  if command -v chromium >/dev/null; then
-    return 0
-  fi
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    say "Installing Chromium (Debian package) for the browser tests"
-    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
-  else
-    say "Chromium is not installed: the browser tests will fail (apt-get install chromium)"
-  fi
+  ensure_debian_tool chromium chromium "the browser tests"
 }
