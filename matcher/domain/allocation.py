@@ -292,7 +292,10 @@ def place_volunteer_visits(cands: Candidates, solution: Solution, demand: Demand
         elif kind == Kind.SERVICE:
             chosen.append(Allocation(arc, amount, float(w_start[arc]), float(w_end[arc])))
         else:
-            chosen.append(Allocation(arc, amount, None, None))
+            # Goods are handed over from now (or the item's window) until the item's deadline
+            # or the lot's expiry, whichever comes first.
+            end = min(float(w_end[arc]), float(supply.expires[p.s[arc]]))
+            chosen.append(Allocation(arc, amount, float(w_start[arc]), end))
     return chosen
 
 

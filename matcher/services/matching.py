@@ -242,6 +242,7 @@ def still_valid(store: Store, plan: BatchPlan) -> np.ndarray:
     held_now = store.held_for_offers(offer_ids)
     served_now = store.served_for_cases(case_ids)
     weekly = _WeeklyCheck.of(store, plan)
+    planned: dict[tuple[str, str], float] = {}  # what the allocations kept so far serve
     for index, a in enumerate(allocations):
         d, s = int(p.d[a.arc]), int(p.s[a.arc])
         offer_id, case_id = supply.offer_id[s], demand.case_id[d]
@@ -253,11 +254,12 @@ def still_valid(store: Store, plan: BatchPlan) -> np.ndarray:
             and cases_now.get(case_id) == seen_cases.get(case_id)
             and held_now.get(unit, 0.0) <= plan.inputs.held.get(unit, 0.0) + CAPACITY_SLACK
             and served_now.get(item, 0.0) <= plan.inputs.served.get(item, 0.0) + CAPACITY_SLACK
-            and served_now.get(item, 0.0) + a.amount <= quantity.get(item, 0.0) + CAPACITY_SLACK
+            and served_now.get(item, 0.0) + planned.get(item, 0.0) + a.amount
+            <= quantity.get(item, 0.0) + CAPACITY_SLACK
             and weekly.admits(a, s)
         )
         if ok[index]:
-            served_now[item] = served_now.get(item, 0.0) + a.amount
+            planned[item] = planned.get(item, 0.0) + a.amount
     return ok
 
 
@@ -306,6 +308,14 @@ class _WeeklyCheck:
         return True
 
 
+def _place_of(supply: Supply, s: int, kind: Kind) -> dict[str, float] | None:
+    """Where goods are handed over or a service is given (none for home visits)."""
+    lat, lon = float(supply.lat[s]), float(supply.lon[s])
+    if kind is Kind.VOLUNTEER or not (np.isfinite(lat) and np.isfinite(lon)):
+        return None
+    return {"lat": round(lat, 6), "lon": round(lon, 6)}
+
+
 def record_proposals(store: Store, *, shard: str, allocations: Sequence[Allocation],
                      explained: Sequence[dict[str, Any]], cands: Candidates, demand: Demand,
                      supply: Supply, vocab: Vocabulary, config: MatchingConfig,
@@ -334,6 +344,7 @@ def record_proposals(store: Store, *, shard: str, allocations: Sequence[Allocati
             "unit": unit_names.get(int(demand.unit[d]), "") or "units",
             "window": ({"start": _iso(start), "end": _iso(end)}
                        if start is not None and end is not None else None),
+            "place": _place_of(supply, s, kind),
             "score": round(float(cands.score[a.arc]), 3), "explanation": explanation,
         }
         rows.append({

@@ -35,6 +35,7 @@ from matcher.domain.allocation import (
     place_volunteer_visits,
 )
 from matcher.domain.candidates import Candidates, generate
+from matcher.domain.commitments import has_begun
 from matcher.domain.frames import (
     SOLVER_SCALE,
     Demand,
@@ -173,15 +174,9 @@ def _window_inside(start: datetime, end: datetime, windows: Iterable[tuple[str, 
 
 
 def started(proposal: ProposalRow, now: datetime) -> bool:
-    """Whether a match has begun in the real world: its visit or session has started (or is
-    over), or approved goods were committed to be handed over. Nothing begun is revoked or
-    re-planned: the partner reports how it went. A pending goods lot has handed nothing over
-    (that waits for approval), so it may still be re-planned."""
-    if proposal.status == ProposalStatus.FULFILLED:
-        return True
-    if proposal.kind == "goods":
-        return proposal.status == ProposalStatus.APPROVED
-    return proposal.window_start is not None and proposal.window_start <= now
+    """Whether a match has begun (see `has_begun`): nothing begun is revoked or re-planned."""
+    return has_begun(kind=proposal.kind, status=proposal.status,
+                     window_start=proposal.window_start, now=now)
 
 
 def impossible_reason(proposal: ProposalRow, offer: OfferRow | None, now: datetime

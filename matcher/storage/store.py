@@ -95,6 +95,7 @@ class ProposalRow:
     decided_by: str | None
     decision_reason: str | None
     volunteer_id: str | None = None  # the person a volunteer visit sends
+    decided_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -426,6 +427,14 @@ class Store:
         """Proposals that serve demand of the case."""
         return self.proposals_where(proposals.c.case_id == case_id,
                                     proposals.c.status.in_([s.value for s in HOLDING]))
+
+    def holding_for_volunteer(self, volunteer_id: str, *, since: datetime
+                              ) -> list[ProposalRow]:
+        """Visits of one volunteer that hold (any offer, any shard) and end after `since`."""
+        return self.proposals_where(proposals.c.volunteer_id == volunteer_id,
+                                    proposals.c.kind == "volunteer",
+                                    proposals.c.status.in_([s.value for s in HOLDING]),
+                                    proposals.c.window_end > since)
 
     def set_proposal_status(self, proposal_id: str, status: ProposalStatus, *,
                             at: datetime, by: str | None = None, reason: str | None = None,
