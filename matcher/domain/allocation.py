@@ -52,6 +52,9 @@ class WeekBudget:
 
     committed: Mapping[tuple[int, int], float] = field(default_factory=dict)
     zone: str = DEFAULT_ZONE
+    # Limits stated by offers the supply rows may not show (e.g. one already fully booked),
+    # per volunteer code: the lowest stated anywhere counts.
+    limits: Mapping[int, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -74,11 +77,12 @@ class WeeklyGroups:
     group_hours: np.ndarray  # hours each group may still give
 
 
-def volunteer_limits(supply: Supply) -> dict[int, float]:
-    """Each volunteer's weekly limit: the lowest any of their offers states (the most recent
-    word of a careful volunteer is usually the smaller one, and the lower never over-books)."""
+def volunteer_limits(supply: Supply, stated: Mapping[int, float] | None = None
+                     ) -> dict[int, float]:
+    """Each volunteer's weekly limit: the lowest any of their offers states (the rows of the
+    supply, and `stated` for offers without a row), since the lower never over-books."""
     rows = np.flatnonzero(supply.kind == Kind.VOLUNTEER)
-    limits: dict[int, float] = {}
+    limits: dict[int, float] = dict(stated or {})
     for volunteer, limit in zip(supply.volunteer[rows].tolist(),
                                 supply.weekly_limit[rows].tolist(), strict=True):
         limits[volunteer] = min(limit, limits.get(volunteer, limit))
@@ -124,7 +128,7 @@ def weekly_groups(supply: Supply, cands: Candidates, budget: WeekBudget) -> Week
                                   axis=0, return_inverse=True)
         offer_group[grouped] = inverse.reshape(-1)
         group_volunteer, group_week = keys[:, 0].astype(np.int64), keys[:, 1].astype(np.int64)
-        limits = volunteer_limits(supply)
+        limits = volunteer_limits(supply, budget.limits)
         group_hours = np.asarray([
             max(0.0, limits[v] - budget.committed.get((v, w), 0.0))
             for v, w in zip(group_volunteer.tolist(), group_week.tolist(), strict=True)])

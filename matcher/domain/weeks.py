@@ -85,3 +85,14 @@ def over_limit(hours: Mapping[tuple[str, int], float], limits: Mapping[str, floa
     """(volunteer, week) -> hours beyond the volunteer's limit, for those over it."""
     return {key: used - limits[key[0]] for key, used in hours.items()
             if key[0] in limits and used > limits[key[0]] + slack}
+
+
+def stated_limits(offers: Iterable[Mapping[str, object]]) -> dict[str, float]:
+    """The lowest weekly hour limit each volunteer states across these offer payloads."""
+    limits: dict[str, float] = {}
+    for payload in offers:
+        if payload.get("kind") == "volunteer":
+            volunteer = str(payload["volunteer_id"])
+            limit = float(payload["weekly_hour_limit"])  # type: ignore[arg-type]
+            limits[volunteer] = min(limit, limits.get(volunteer, limit))
+    return limits

@@ -36,7 +36,14 @@ from matcher.domain.explain import explanations, unmatched_reason
 from matcher.domain.frames import Demand, Supply, Vocabulary, build_demand, build_supply
 from matcher.domain.kinds import Kind
 from matcher.domain.scoring import ScoringContext, Weights, weight_vector
-from matcher.domain.weeks import DEFAULT_ZONE, hours_by_week, week_of, week_start, weeks_of
+from matcher.domain.weeks import (
+    DEFAULT_ZONE,
+    hours_by_week,
+    stated_limits,
+    week_of,
+    week_start,
+    weeks_of,
+)
 from matcher.services.outbound import envelope_json, outbox_row
 from matcher.solver import Problem, Solution, solve
 from matcher.storage.store import NodeRow, OfferRow, Store
@@ -146,7 +153,10 @@ def build_frames(inputs: LiveInputs) -> Frames:
     weeks = WeekBudget(committed={(vocab.volunteers[volunteer], week): hours
                                   for (volunteer, week), hours in inputs.given.items()
                                   if volunteer in vocab.volunteers},
-                       zone=inputs.timezone)
+                       zone=inputs.timezone,
+                       limits={vocab.volunteers[volunteer]: limit for volunteer, limit
+                               in stated_limits(o.payload for o in inputs.offers).items()
+                               if volunteer in vocab.volunteers})
     return Frames(vocab=vocab, demand=demand, supply=supply, context=context, busy=busy,
                   weeks=weeks)
 
@@ -286,7 +296,8 @@ class _WeeklyCheck:
         given = hours_by_week(store.given_hours(since=since, volunteer_ids=ids), zone) \
             if ids else {}
         visits = store.promised_visits(now=plan.inputs.now, volunteer_ids=ids) if ids else {}
-        return _WeeklyCheck(plan, names, volunteer_limits(supply), given, visits)
+        return _WeeklyCheck(plan, names, volunteer_limits(supply, plan.frames.weeks.limits),
+                            given, visits)
 
     def admits(self, a: Allocation, s: int) -> bool:
         """Whether a visit keeps its volunteer within the week's limit and out of every other

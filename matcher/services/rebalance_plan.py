@@ -48,7 +48,13 @@ from matcher.domain.frames import (
 from matcher.domain.pairs import Pairs
 from matcher.domain.rules import RULES
 from matcher.domain.scoring import ScoringContext, term_values, weight_vector
-from matcher.domain.weeks import DEFAULT_ZONE, hours_by_week, week_of, week_start
+from matcher.domain.weeks import (
+    DEFAULT_ZONE,
+    hours_by_week,
+    stated_limits,
+    week_of,
+    week_start,
+)
 from matcher.services.matching import MatchingConfig
 from matcher.solver import Problem, Solution, Status, solve
 from matcher.storage.store import HOLDING, NodeRow, OfferRow, ProposalRow, Store
@@ -524,7 +530,9 @@ def _week_budget(snapshot: Snapshot, replanned: Iterable[ProposalRow], vocab: Vo
             given[key] = max(0.0, given.get(key, 0.0) - p.amount)
     return WeekBudget(committed={(vocab.code(vocab.volunteers, v), w): h
                                  for (v, w), h in given.items()},
-                      zone=snapshot.timezone)
+                      zone=snapshot.timezone,
+                      limits={vocab.code(vocab.volunteers, v): limit for v, limit
+                              in stated_limits(o.payload for o in snapshot.offers).items()})
 
 
 def _with_hours(budget: WeekBudget, rows: Iterable[ProposalRow], vocab: Vocabulary

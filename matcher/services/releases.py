@@ -20,7 +20,13 @@ from pydantic import TypeAdapter
 
 from matcher.domain.commitments import Held, may_release, to_release
 from matcher.domain.frames import supply_units
-from matcher.domain.weeks import DEFAULT_ZONE, week_label, week_of, week_start
+from matcher.domain.weeks import (
+    DEFAULT_ZONE,
+    stated_limits,
+    week_label,
+    week_of,
+    week_start,
+)
 from matcher.services.outbound import queue
 from matcher.services.rebalance_plan import impossible_reason
 from matcher.storage.store import OfferRow, ProposalRow, Store
@@ -138,10 +144,15 @@ def release_for_offer(releaser: Releaser, offer: OfferRow,
 def _fit_weeks(releaser: Releaser, offer: OfferRow, timezone: str) -> None:
     """The volunteer's weeks from this one on, across all their offers, within the new limit."""
     volunteer = offer.payload["volunteer_id"]
-    limit = float(offer.payload["weekly_hour_limit"])
     since = week_start(week_of(releaser.at, timezone), timezone)
+    visits = releaser.store.holding_for_volunteer(volunteer, since=since)
+    # The lowest limit the volunteer states on any active offer of theirs counts.
+    others = [releaser.store.offer(o) for o in sorted({p.offer_id for p in visits})]
+    limit = stated_limits([offer.payload, *(o.payload for o in others
+                                            if o is not None and o.status == "active")]
+                          )[volunteer]
     weeks: dict[int, list[ProposalRow]] = defaultdict(list)
-    for p in releaser.store.holding_for_volunteer(volunteer, since=since):
+    for p in visits:
         if p.window_start is not None:
             weeks[week_of(p.window_start, timezone)].append(p)
     for week, rows in sorted(weeks.items()):
