@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 
 from matcher.domain.commitments import Held, has_begun, may_release, to_release
@@ -19,9 +20,11 @@ from matcher.solver import Problem, solve
 from matcher.solver.problem import violations
 from matcher.storage.store import unit_of_work
 from matcher.storage.tables import outbox, proposals
+from matcher.web.app import build_web
 from schemas.matches import Decision, ProposalStatus
 from tests import factories as f
-from tests.coordination_world import build_world, propose
+from tests.coordination_world import PASSWORD, build_world, propose
+from tests.coordination_world import feed as feed_one
 from tests.test_capacity_properties import NIGHT, engine_at
 from tests.test_rebalancing import TOPICS, feed
 
@@ -213,3 +216,21 @@ def test_shrinking_a_lot_below_its_approved_matches_releases_them(db: Engine) ->
     with unit_of_work(db) as store:
         held_now = store.held_by_offer()
     assert held_now[("lot", None)] <= 15
+
+
+def test_a_release_shows_in_the_console_beside_the_proposal_state(db: Engine) -> None:
+    engine = build_world(db)
+    with unit_of_work(db) as store:
+        propose(store, "p1", "case-a", amount=1.0)
+        store.set_proposal_status("p1", ProposalStatus.APPROVED, at=NIGHT, by="c-grid")
+    feed_one(engine, f.envelope("offer.updated", "p1", dict(
+        f.goods_offer("o-a", "p1", quantity=1000)["payload"], version=2, quantity=0.5)))
+    client = TestClient(build_web(engine, Settings(session_secret="s")),
+                        headers={"Accept-Language": "en"})
+    assert client.post("/api/session", json={"username": "c-grid",
+                                             "password": PASSWORD}).status_code == 200
+    shown = client.get("/api/proposals/p1").json()
+    assert shown["status"] == "revoked" and "less than was approved" in shown["decision_reason"]
+    assert any(h["event_type"] == "match.released" for h in shown["history"])
+    page = client.get("/console/proposals/p1")
+    assert page.status_code == 200 and "less than was approved" in page.text
