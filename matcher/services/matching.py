@@ -105,6 +105,9 @@ class LiveInputs:
     # Hours each volunteer already gives per week (any offer or shard), from this week on.
     given: dict[tuple[str, int], float] = field(default_factory=dict)
     timezone: str = DEFAULT_ZONE
+    # Weekly limits stated by offers that serve those hours (maybe no longer live or in
+    # another shard), per volunteer: the lowest stated by any counts.
+    limits: dict[str, float] = field(default_factory=dict)
 
 
 def read_live_inputs(store: Store, shard: str, now: datetime,
@@ -120,6 +123,7 @@ def read_live_inputs(store: Store, shard: str, now: datetime,
         busy=store.promised_visits(now=now), history=store.volunteer_history(shard),
         excluded=store.excluded_pairs(shard, now=now),
         given=hours_by_week(store.given_hours(since=this_week), timezone), timezone=timezone,
+        limits=stated_limits(store.stated_limits_of(store.given_offers(since=this_week))),
     )
 
 
@@ -155,10 +159,20 @@ def build_frames(inputs: LiveInputs) -> Frames:
                                   if volunteer in vocab.volunteers},
                        zone=inputs.timezone,
                        limits={vocab.volunteers[volunteer]: limit for volunteer, limit
-                               in stated_limits(o.payload for o in inputs.offers).items()
+                               in _lowest(stated_limits(o.payload for o in inputs.offers),
+                                          inputs.limits).items()
                                if volunteer in vocab.volunteers})
     return Frames(vocab=vocab, demand=demand, supply=supply, context=context, busy=busy,
                   weeks=weeks)
+
+
+def _lowest(*tables: Mapping[str, float]) -> dict[str, float]:
+    """Per key, the lowest value any table gives."""
+    out: dict[str, float] = {}
+    for table in tables:
+        for key, value in table.items():
+            out[key] = min(value, out.get(key, value))
+    return out
 
 
 def find_candidates(frames: Frames, inputs: LiveInputs, config: MatchingConfig) -> Candidates:

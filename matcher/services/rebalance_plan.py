@@ -97,6 +97,7 @@ class Snapshot:
     # Hours each volunteer gives per week (any offer or shard, pending ones included).
     given: dict[tuple[str, int], float] = field(default_factory=dict)
     timezone: str = DEFAULT_ZONE
+    limits: dict[str, float] = field(default_factory=dict)  # stated by offers serving them
 
 
 def read_snapshot(store: Store, shard: str, now: datetime | None = None,
@@ -118,6 +119,8 @@ def read_snapshot(store: Store, shard: str, now: datetime | None = None,
         given=({} if now is None else hours_by_week(
             store.given_hours(since=week_start(week_of(now, timezone), timezone)), timezone)),
         timezone=timezone,
+        limits=({} if now is None else stated_limits(store.stated_limits_of(store.given_offers(
+            since=week_start(week_of(now, timezone), timezone))))),
     )
 
 
@@ -532,7 +535,11 @@ def _week_budget(snapshot: Snapshot, replanned: Iterable[ProposalRow], vocab: Vo
                                  for (v, w), h in given.items()},
                       zone=snapshot.timezone,
                       limits={vocab.code(vocab.volunteers, v): limit for v, limit
-                              in stated_limits(o.payload for o in snapshot.offers).items()})
+                              in stated_limits([*(o.payload for o in snapshot.offers),
+                                                *({"kind": "volunteer", "volunteer_id": v,
+                                                   "weekly_hour_limit": limit}
+                                                  for v, limit in snapshot.limits.items())]
+                                               ).items()})
 
 
 def _with_hours(budget: WeekBudget, rows: Iterable[ProposalRow], vocab: Vocabulary

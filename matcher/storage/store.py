@@ -583,6 +583,22 @@ class Store:
                 for v, start, hours in self.conn.execute(
                     query.where(proposals.c.volunteer_id.in_(chunk)))]
 
+    def stated_limits_of(self, offer_ids: Iterable[str]) -> list[dict[str, Any]]:
+        """Payloads of these volunteer offers that are still active (to read the limits they
+        state)."""
+        ids = sorted(set(offer_ids))
+        return [payload for chunk in _chunks(ids) for payload in self.conn.execute(
+            select(offers.c.payload).where(offers.c.offer_id.in_(chunk),
+                                           offers.c.status == "active",
+                                           offers.c.kind == "volunteer")).scalars()]
+
+    def given_offers(self, *, since: datetime) -> set[str]:
+        """Offers of the volunteer visits that hold and end after `since`."""
+        return set(self.conn.execute(select(proposals.c.offer_id).where(
+            proposals.c.kind == "volunteer",
+            proposals.c.status.in_([s.value for s in HOLDING]),
+            proposals.c.window_end > since).distinct()).scalars())
+
     def volunteer_history(self, shard: str | None = None) -> set[tuple[str, str]]:
         """(beneficiary pseudonym, volunteer id) pairs that met in an approved or done visit;
         with a shard, only for beneficiaries with an open case there."""
