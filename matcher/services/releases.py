@@ -16,8 +16,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from pydantic import TypeAdapter
-
 from matcher.domain.commitments import Held, may_release, to_release
 from matcher.domain.frames import supply_units
 from matcher.domain.weeks import (
@@ -122,12 +120,13 @@ def release_for_offer(releaser: Releaser, offer: OfferRow,
             why = impossible_reason(p, offer, at)
             if why is not None:
                 releaser.release(p, why[0], why[1])
+    if offer.kind == OfferKind.VOLUNTEER.value:
+        # Visits lie inside the windows (checked above) and never overlap, so the windows'
+        # hours hold them; what may not hold any more is the volunteer's week.
+        _fit_weeks(releaser, offer, timezone)
+        return
     units = {None if u["slot"] < 0 else u["slot"]: float(u["capacity"])
              for u in supply_units({"offer_id": offer.offer_id, "payload": offer.payload})}
-    if offer.kind == OfferKind.VOLUNTEER.value:
-        # The weekly limit is checked per week below; the offer itself gives its hours.
-        units[None] = sum(window.hours for window in TypeAdapter(list[TimeWindow])
-                          .validate_python(offer.payload["availability"]))
     by_unit: dict[int | None, list[ProposalRow]] = defaultdict(list)
     for p in holding:
         by_unit[p.slot].append(p)
@@ -137,8 +136,6 @@ def release_for_offer(releaser: Releaser, offer: OfferRow,
                      f"offer {offer.offer_id} v{offer.version} now gives {capacity:g}"
                      + (f" in slot {slot}" if slot is not None else "")
                      + ", less than was approved")
-    if offer.kind == OfferKind.VOLUNTEER.value:
-        _fit_weeks(releaser, offer, timezone)
 
 
 def _fit_weeks(releaser: Releaser, offer: OfferRow, timezone: str) -> None:
