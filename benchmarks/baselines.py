@@ -15,12 +15,13 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from matcher.domain.allocation import Allocation
+from matcher.domain.allocation import Allocation, WeekBudget, volunteer_limits
 from matcher.domain.candidates import Candidates
 from matcher.domain.frames import Demand, Supply
 from matcher.domain.kinds import SOLVER_SCALE, Kind
 from matcher.domain.schedule import earliest_free_start
 from matcher.domain.scoring import ScoringContext, Weights
+from matcher.domain.weeks import weeks_of
 from matcher.services.matching import (
     MatchingConfig,
     build_frames,
@@ -45,16 +46,20 @@ def _floor_units(amount: float, scale: float) -> float:
 
 
 def greedy_allocate(cands: Candidates, demand: Demand, supply: Supply,
-                    busy: dict[int, list[tuple[float, float]]] | None = None
-                    ) -> list[Allocation]:
+                    busy: dict[int, list[tuple[float, float]]] | None = None,
+                    weeks: WeekBudget | None = None) -> list[Allocation]:
     """Each item in arrival order takes its best-scored eligible offers while capacity lasts.
 
     A splittable item takes as much as it can from each offer in turn until it is served; an
     item that may not be split takes the first offer that can serve all of it. Amounts are
     whole solver units, as the engine's are. A volunteer visit that no longer fits the
-    volunteer's day is skipped, like the engine's placement does.
+    volunteer's day is skipped, like the engine's placement does, and so is one beyond the
+    volunteer's weekly limit (the same rule: across all their offers, less `weeks`' hours).
     """
     p = cands.pairs
+    budget = weeks or WeekBudget()
+    limits = volunteer_limits(supply, budget.limits)
+    week_room: dict[tuple[int, int], float] = {}
     left = supply.remaining.copy()
     schedule = {volunteer: list(visits) for volunteer, visits in (busy or {}).items()}
     _, w_start, w_end = p.best_window
@@ -86,6 +91,14 @@ def greedy_allocate(cands: Candidates, demand: Demand, supply: Supply,
                                             amount * 3600.0)
                 if start is None:
                     continue
+                volunteer = int(supply.volunteer[s])
+                key = (volunteer, int(weeks_of([start], budget.zone)[0]))
+                room = week_room.get(key, limits[volunteer] - budget.committed.get(key, 0.0))
+                if room < amount - 1e-9:
+                    amount = 0.0 if whole else _floor_units(max(room, 0.0), scale)
+                    if amount <= 1e-9:
+                        continue
+                week_room[key] = room - amount
                 end = start + amount * 3600.0
                 visits.append((start, end))
             elif supply.kind[s] == SERVICE:
@@ -114,7 +127,8 @@ def greedy_batch(store: Store, shard: str, now: datetime, *, weights: Weights | 
     frames = dataclasses.replace(frames, context=ScoringContext(history=frames.context.history))
     cands = find_candidates(frames, inputs, config)
     demand, supply, vocab = frames.demand, frames.supply, frames.vocab
-    taken = greedy_allocate(cands, demand, supply, frames.busy)
+    taken = greedy_allocate(cands, demand, supply, frames.busy, frames.weeks)
+    volunteers = {code: name for name, code in vocab.volunteers.items()}
     p = cands.pairs
     unit_names = {code: name for name, code in vocab.units.items()}
     rows = []
@@ -131,6 +145,9 @@ def greedy_batch(store: Store, shard: str, now: datetime, *, weights: Weights | 
             window_end=datetime.fromtimestamp(a.end, UTC) if a.end is not None else None,
             score=round(float(cands.score[a.arc]), 3), explanation={"baseline": "greedy"},
             shard=shard, grid_id=demand.grid_id[d], created_at=now,
+            beneficiary=demand.beneficiary[d],
+            volunteer_id=(volunteers.get(int(supply.volunteer[s]))
+                          if supply.kind[s] == VOLUNTEER else None),
         ))
     store.add_proposals(rows)
     return len(rows)

@@ -17,6 +17,7 @@ stderr, the table to stdout.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import sys
 import time
@@ -31,6 +32,7 @@ import numpy as np
 from baselines import greedy_batch
 from sqlalchemy import Engine, event
 
+from matcher.domain.allocation import build_problem
 from matcher.domain.candidates import generate
 from matcher.domain.errors import DomainError
 from matcher.domain.frames import SOLVER_SCALE, Vocabulary, build_demand, build_supply
@@ -301,7 +303,8 @@ def hindsight_problem(state: dict[str, Any], published: dict[str, datetime],
     """The whole month as one problem, known in advance: every live item, every live offer at
     full capacity, every pair the hard rules allow (from the month's start, so no deadline
     has passed) between an offer and an item it coexisted with (published before the item's
-    deadline). Utility is priority per whole item, so the optimum is priority-weighted
+    deadline), a volunteer's hours per ISO week shared by all their offers as the engine
+    counts them. Utility is priority per whole item, so the optimum is priority-weighted
     fulfilment. Returns the problem, each need's priority and each need's kind.
     """
     vocab = Vocabulary()
@@ -313,23 +316,18 @@ def hindsight_problem(state: dict[str, Any], published: dict[str, datetime],
     p = cands.pairs
     opened = np.asarray([published.get(o, start).timestamp() for o in supply.offer_id])
     keep = opened[p.s] < demand.end[p.d]
-    d, s = p.d[keep], p.s[keep]
-    scale = SOLVER_SCALE[demand.kind]
-    units = np.maximum(np.rint(demand.total_qty * scale), 1).astype(np.int64)
+    d = p.d[keep]
+    units = np.maximum(np.rint(demand.total_qty * SOLVER_SCALE[demand.kind]), 1
+                       ).astype(np.int64)
     weight = priority(demand.urgency, demand.vulnerability).astype(np.float64)
-    arc_scale = scale[d]
-    problem = Problem(
-        need_ids=[f"{c}/{i}" for c, i in zip(demand.case_id, demand.item_id, strict=True)],
-        demand=units, splittable=demand.splittable | (units == 1),
-        required=np.zeros(len(demand), dtype=np.bool_),
-        offer_ids=[f"{o}#{slot}" for o, slot in zip(supply.offer_id, supply.slot.tolist(),
-                                                   strict=True)],
-        capacity=np.floor(supply.capacity * SOLVER_SCALE[supply.kind] + 1e-6).astype(np.int64),
-        arc_need=d.astype(np.int32), arc_offer=s.astype(np.int32),
+    # The engine's own problem at full capacity (so a volunteer's hours count per person and
+    # week across their offers, as the engine must count them), on the kept arcs, with
+    # priority per whole item as utility.
+    full = build_problem(demand, supply, cands, time_limit_s=600.0, workers=2)
+    problem = dataclasses.replace(
+        full, arc_need=full.arc_need[keep], arc_offer=full.arc_offer[keep],
         arc_utility=weight[d] / units[d], arc_use=np.ones(len(d), dtype=np.int64),
-        arc_capacity=np.floor(p.amount_cap[keep] * arc_scale + 1e-6).astype(np.int64),
-        time_limit_s=600.0,
-    )
+        arc_capacity=None if full.arc_capacity is None else full.arc_capacity[keep])
     kinds = [("volunteer", "goods", "service")[k] for k in demand.kind.tolist()]
     return problem, weight, kinds
 
@@ -361,6 +359,7 @@ def _restricted(problem: Problem, arcs: np.ndarray) -> Problem:
         arc_need=problem.arc_need[arcs], arc_offer=problem.arc_offer[arcs],
         arc_utility=problem.arc_utility[arcs], arc_use=problem.arc_use[arcs],
         arc_capacity=problem.arc_capacity[arcs], time_limit_s=problem.time_limit_s,
+        offer_group=problem.offer_group, group_capacity=problem.group_capacity,
     )
 
 

@@ -207,7 +207,7 @@ def run_scale(cases: int, offers: int, seed: int, time_limit_s: float) -> str:
                                      ).astimezone(UTC)
         with unit_of_work(engine.db) as store:
             t0 = time.perf_counter()
-            snapshot = read_snapshot(store, "centre")
+            snapshot = read_snapshot(store, "centre", clock.now)
             read_s = time.perf_counter() - t0
         lines = []
         for name, opts in (("stable", options(10.0, 200, time_limit_s)),

@@ -306,24 +306,33 @@ class FlowTimes:
 def raw_min_cost_flow(problem: Problem) -> tuple[float, float, float]:
     """Reference: SimpleMinCostFlow built by hand from the same arrays (needs all splittable).
 
-    Network source -> need -> offer -> sink plus a free source -> sink bypass; costs are
-    -utility x 1000 rounded. Returns (build seconds, solve seconds, objective in utility).
+    Network source -> need -> offer -> (volunteer-week group ->) sink plus a free source ->
+    sink bypass; costs are -utility x 1000 rounded. Returns (build seconds, solve seconds,
+    objective in utility).
     """
     started = time.perf_counter()
     n, m = problem.num_needs, problem.num_offers
+    group = (np.full(m, -1, dtype=np.int64) if problem.offer_group is None
+             else problem.offer_group.astype(np.int64))
+    group_cap = (np.zeros(0, dtype=np.int64) if problem.group_capacity is None
+                 else problem.group_capacity.astype(np.int64))
+    g = len(group_cap)
     useful = np.flatnonzero(problem.arc_utility > 0)
     need, offer = problem.arc_need[useful], problem.arc_offer[useful]
     cap = (problem.demand[need] if problem.arc_capacity is None
            else np.minimum(problem.arc_capacity[useful], problem.demand[need]))
     total = int(problem.demand.sum())
-    source, sink = n + m, n + m + 1
+    source, sink = n + m + g, n + m + g + 1
     flow = min_cost_flow.SimpleMinCostFlow()
     arcs = flow.add_arcs_with_capacity_and_unit_cost(
-        np.concatenate([np.full(n, source), need, n + np.arange(m), [source]]).astype(np.int32),
-        np.concatenate([np.arange(n), n + offer, np.full(m, sink), [sink]]).astype(np.int32),
-        np.concatenate([problem.demand, cap, problem.capacity, [total]]).astype(np.int64),
+        np.concatenate([np.full(n, source), need, n + np.arange(m), n + m + np.arange(g),
+                        [source]]).astype(np.int32),
+        np.concatenate([np.arange(n), n + offer, np.where(group >= 0, n + m + group, sink),
+                        np.full(g, sink), [sink]]).astype(np.int32),
+        np.concatenate([problem.demand, cap, problem.capacity, group_cap,
+                        [total]]).astype(np.int64),
         np.concatenate([np.zeros(n), -np.rint(problem.arc_utility[useful] * 1000),
-                        np.zeros(m + 1)]).astype(np.int64))
+                        np.zeros(m + g + 1)]).astype(np.int64))
     flow.set_nodes_supplies(np.array([source, sink], dtype=np.int32),
                             np.array([total, -total], dtype=np.int64))
     built = time.perf_counter()

@@ -50,7 +50,8 @@ def build_services(settings: Settings, *, db: Engine | None = None) -> Services:
         db=database, topics=topics, shard_level=Level(settings.shard_level),
         matching=MatchingConfig(topics=topics, candidates_per_item=settings.candidates_per_item,
                                 time_limit_s=settings.solver_time_limit_s,
-                                workers=settings.solver_workers),
+                                workers=settings.solver_workers,
+                                timezone=settings.timezone),
     )
     web = build_web(engine, settings)
 

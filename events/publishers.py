@@ -14,15 +14,26 @@ from matcher.localkafka import TopicsOnDemand
 from matcher.services.outbound import ROUTES
 from matcher.storage.store import OutboxRow
 from schemas.internal import ShardChanged
-from schemas.matches import MatchApproved, MatchProposed, MatchRevoked, NeedUnmatched
+from schemas.matches import (
+    MatchApproved,
+    MatchExpired,
+    MatchProposed,
+    MatchRejected,
+    MatchReleased,
+    MatchRevoked,
+    NeedUnmatched,
+)
 from schemas.rebalance import RebalanceCompleted
 from schemas.topics import Topics
 
 # Per routed topic (a `Topics` attribute): AsyncAPI title, schema and description.
 DOCUMENTED: dict[str, tuple[str, Any, str]] = {
-    "proposals": ("to_proposals", MatchProposed | MatchRevoked,
-                  "Proposals made (match.proposed) and taken back (match.revoked), keyed by "
-                  "case id."),
+    "proposals": ("to_proposals",
+                  MatchProposed | MatchRevoked | MatchRejected | MatchExpired | MatchReleased,
+                  "Every change of a proposal's fate, keyed by case id: made (match.proposed), "
+                  "taken back (match.revoked), turned down by a coordinator (match.rejected), "
+                  "expired undecided (match.expired), and approved matches an update made "
+                  "impossible or over-committed (match.released), each with a reason."),
     "unmatched": ("to_unmatched", NeedUnmatched,
                   "Need items left unmatched after a batch, with the reason; sent when the "
                   "reason changes. Keyed by case id."),

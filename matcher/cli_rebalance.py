@@ -50,7 +50,8 @@ def rebalance_command(
         db=db, topics=topics, shard_level=Level(settings.shard_level),
         matching=MatchingConfig(topics=topics, candidates_per_item=settings.candidates_per_item,
                                 time_limit_s=settings.solver_time_limit_s,
-                                workers=settings.solver_workers))
+                                workers=settings.solver_workers,
+                                timezone=settings.timezone))
     options = options_from(settings, engine, trigger="cli", requested_by=requested_by)
     config = options.config
     if penalty is not None:

@@ -7,7 +7,15 @@ from typing import Annotated, Literal
 
 from pydantic import Field, TypeAdapter
 
-from schemas.common import MAX_AMOUNT, Identifier, Number, TimeWindow, WireModel
+from schemas.common import (
+    MAX_AMOUNT,
+    AwareDatetime,
+    Identifier,
+    Location,
+    Number,
+    TimeWindow,
+    WireModel,
+)
 from schemas.envelope import Envelope, InboundEnvelope
 from schemas.offers import OfferKind
 
@@ -76,9 +84,14 @@ class Proposal(WireModel):
                           examples=[2])
     unit: str = Field(description="Unit of amount.", examples=["hours"])
     window: TimeWindow | None = Field(
-        default=None, description="When it happens, where both sides' windows meet.",
+        default=None, description="When it happens, where both sides' windows meet; for goods, "
+        "when they can be handed over (from now or the item's window, until the item's "
+        "deadline or the lot's expiry).",
         examples=[{"start": "2026-11-30T09:00:00+08:00", "end": "2026-11-30T11:00:00+08:00"}],
     )
+    place: Location | None = Field(
+        default=None, description="Where goods are handed over (the lot's pickup point) or a "
+        "service is given; none for home visits.", examples=[{"lat": 28.996, "lon": 106.668}])
     score: Number = Field(description="Total score of the match.", examples=[57.3])
     explanation: Explanation = Field(description="Rules, score terms and runner-ups.")
 
@@ -237,3 +250,77 @@ class MatchApproved(Envelope):
         default="match.approved", description="Event discriminator.", examples=["match.approved"]
     )
     payload: Assignment = Field(description="What the partner is asked to deliver.")
+
+
+class _FateOfProposal(WireModel):
+    """Which proposal changed fate, for whom, and why."""
+
+    proposal_id: Identifier = Field(description="The proposal.", examples=["prop-1a2b3c"])
+    case_id: Identifier = Field(description="Case it served.", examples=["case-000381"])
+    item_id: Identifier = Field(description="Item it served.", examples=["i1"])
+    grid_id: Identifier = Field(description="Grid of the case (whose coordinators hear of it).",
+                                examples=["ws-wenlong-st-shuanglong-g2"])
+    offer_id: Identifier = Field(description="Offer it used.", examples=["offer-v-0042"])
+    partner_id: Identifier = Field(description="Partner owning the offer.",
+                                   examples=["partner-017"])
+    reason_code: str = Field(description="Machine-readable reason.",
+                             examples=["capacity_reduced"])
+    reason: str = Field(description="Reason in words.",
+                        examples=["offer offer-v-0042 now gives 4 hours a week, less than was "
+                                  "approved"])
+
+
+class Rejection(_FateOfProposal):
+    """A coordinator turned a proposal down; the item is matched again without that offer."""
+
+    decided_by: Identifier = Field(description="Coordinator who decided.",
+                                   examples=["coord-wenlong"])
+
+
+class MatchRejected(Envelope):
+    """A coordinator rejected a proposal, or sent it back for an alternative."""
+
+    event_type: Literal["match.rejected"] = Field(
+        default="match.rejected", description="Event discriminator.", examples=["match.rejected"]
+    )
+    payload: Rejection = Field(description="The proposal turned down, and why.")
+
+
+class Expiry(_FateOfProposal):
+    """Nobody decided on a proposal in time; its capacity and demand are free again."""
+
+    pending_since: AwareDatetime = Field(description="When the proposal was made.",
+                                         examples=["2026-11-30T09:00:00+08:00"])
+
+
+class MatchExpired(Envelope):
+    """A proposal expired undecided."""
+
+    event_type: Literal["match.expired"] = Field(
+        default="match.expired", description="Event discriminator.", examples=["match.expired"]
+    )
+    payload: Expiry = Field(description="The proposal that expired, and why.")
+
+
+class Release(_FateOfProposal):
+    """An approved match the engine had to take back: an update of its offer or case made it
+    impossible (slot removed, volunteer no longer free) or left its offer, the volunteer's
+    week or the item over-committed. The fewest matches are released; nothing begun is."""
+
+    kind: OfferKind = Field(description="Kind of offer.", examples=["volunteer"])
+    amount: Number = Field(gt=0, description="How much was committed (item units).",
+                          examples=[2])
+    unit: str = Field(description="Unit of amount.", examples=["hours"])
+    window: TimeWindow | None = Field(
+        default=None, description="When it would have happened.",
+        examples=[{"start": "2026-11-30T09:00:00+08:00", "end": "2026-11-30T11:00:00+08:00"}],
+    )
+
+
+class MatchReleased(Envelope):
+    """An approved match was released; the partner need not deliver it, the item is open again."""
+
+    event_type: Literal["match.released"] = Field(
+        default="match.released", description="Event discriminator.", examples=["match.released"]
+    )
+    payload: Release = Field(description="The approved match released, and why.")

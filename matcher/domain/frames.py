@@ -138,6 +138,7 @@ class Supply:
     studio: IntArray
     grid: IntArray
     volunteer: IntArray  # -1 for goods and services
+    weekly_limit: FloatArray  # the volunteer's stated hours per week; NaN for goods and services
     skill_rank: list[dict[int, int]]  # need code -> position in the volunteer's skill list
     window_ptr: IntArray
     window_start: FloatArray
@@ -201,9 +202,10 @@ def build_demand(items: Sequence[Mapping[str, Any]], served: Mapping[tuple[str, 
     places: dict[str, tuple[tuple[int, int, int], tuple[float, float]]] = {}
     masks: dict[tuple[str, ...], int] = {}
     for item in items:
-        open_qty = item["quantity"] - served.get((item["case_id"], item["item_id"]), 0.0)
-        if open_qty <= 1e-9:
-            continue
+        done = served.get((item["case_id"], item["item_id"]), 0.0)
+        open_qty = item["quantity"] - done
+        if open_qty <= 1e-9 or (done > 1e-9 and not item["splittable"]):
+            continue  # served in full, or a whole item one offer already serves
         row = len(text["item_id"])
         ben = item["beneficiary"]
         prefs = item["preferences"]
@@ -352,6 +354,8 @@ def build_supply(offers: Sequence[Mapping[str, Any]],
                 ("workstation", ws), ("studio", st), ("grid", gr),
                 ("volunteer", vocab.code(vocab.volunteers, payload["volunteer_id"])
                  if is_volunteer else -1),
+                ("weekly_limit", float(payload["weekly_hour_limit"]) if is_volunteer
+                 else math.nan),
                 ("skill_rank", {need: rank for rank, need in enumerate(needs)}),
             )
             for name, value in values:
@@ -374,7 +378,7 @@ def build_supply(offers: Sequence[Mapping[str, Any]],
             "slot", "partner", "kind", "unit", "language_mask", "eligibility", "workstation",
             "studio", "grid", "volunteer", "key_row", "key_need")},
         **{name: np.asarray(rows[name], dtype=np.float64) for name in (
-            "remaining", "capacity", "expires", "lat", "lon", "radius_km")},
+            "remaining", "capacity", "expires", "lat", "lon", "radius_km", "weekly_limit")},
     }
     return Supply(
         offer_id=rows["offer_id"], partner_id=rows["partner_id"], skill_rank=rows["skill_rank"],

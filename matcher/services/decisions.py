@@ -25,7 +25,17 @@ from matcher.storage.coordination import CoordinationStore
 from matcher.storage.store import ProposalRow, Store
 from matcher.storage.tables import offers, proposals
 from schemas.common import TimeWindow
-from schemas.matches import Assignment, Decision, MatchApproved, Outcome, ProposalStatus
+from schemas.matches import (
+    Assignment,
+    Decision,
+    Expiry,
+    MatchApproved,
+    MatchExpired,
+    MatchRejected,
+    Outcome,
+    ProposalStatus,
+    Rejection,
+)
 from schemas.offers import OfferKind
 from schemas.topics import Topics
 
@@ -111,6 +121,13 @@ def _capacity(total: float, payload: dict[str, object], slot: int | None) -> flo
     return total
 
 
+def _fate(proposal: ProposalRow) -> dict[str, str]:
+    """Who a change of a proposal's fate concerns: case, item, grid, offer and partner."""
+    return {"proposal_id": proposal.proposal_id, "case_id": proposal.case_id,
+            "item_id": proposal.item_id, "grid_id": proposal.grid_id,
+            "offer_id": proposal.offer_id, "partner_id": proposal.partner_id}
+
+
 def _require_reason(reason: str, what: str) -> str:
     """A trimmed reason; refused when empty."""
     if not reason.strip():
@@ -191,33 +208,42 @@ def _approve(store: Store, proposal: ProposalRow, *, by: str, reason: str, at: d
 
 
 def reject_match(store: Store, *, proposal_id: str, coordinator_id: str, reason: str,
-                 clock: Clock, audit_event_id: str | None = None,
-                 channel: str = "http") -> DecisionResult:
-    """A coordinator rejects a proposal, saying why; the item is matched again without it."""
+                 clock: Clock, topics: Topics | None = None,
+                 audit_event_id: str | None = None, channel: str = "http") -> DecisionResult:
+    """A coordinator rejects a proposal, saying why; the item is matched again without it.
+    With `topics`, `match.rejected` tells the partner and downstream systems."""
     why = _require_reason(reason, "a rejection")
     return _turn_down(store, proposal_id=proposal_id, coordinator_id=coordinator_id,
-                      reason=why, verb="rejected", clock=clock,
-                      audit_event_id=audit_event_id, channel=channel)
+                      reason=why, verb="rejected", code="rejected", clock=clock,
+                      topics=topics, audit_event_id=audit_event_id, channel=channel)
 
 
 def request_alternative(store: Store, *, proposal_id: str, coordinator_id: str,
-                        reason: str = "", clock: Clock, audit_event_id: str | None = None,
+                        reason: str = "", clock: Clock, topics: Topics | None = None,
+                        audit_event_id: str | None = None,
                         channel: str = "http") -> DecisionResult:
     """A coordinator asks for another offer: this one is turned down, the item re-matched."""
     why = f"alternative requested: {reason.strip()}".rstrip(": ")
     return _turn_down(store, proposal_id=proposal_id, coordinator_id=coordinator_id,
-                      reason=why, verb="sent back for an alternative", clock=clock,
+                      reason=why, verb="sent back for an alternative",
+                      code="alternative_requested", clock=clock, topics=topics,
                       audit_event_id=audit_event_id, channel=channel)
 
 
 def _turn_down(store: Store, *, proposal_id: str, coordinator_id: str, reason: str, verb: str,
-               clock: Clock, audit_event_id: str | None, channel: str) -> DecisionResult:
+               code: str, clock: Clock, topics: Topics | None, audit_event_id: str | None,
+               channel: str) -> DecisionResult:
     """Reject a pending proposal; rejected triples are never proposed again."""
     proposal = _proposal(store, proposal_id)
     _decider(store, coordinator_id, proposal)
     _check_pending(proposal)
     at = clock()
     _claim(store, proposal, ProposalStatus.REJECTED, at=at, by=coordinator_id, reason=reason)
+    if topics is not None:
+        queue(store, topics, MatchRejected(
+            event_id=uuid.uuid4(), occurred_at=at, producer=ENGINE,
+            payload=Rejection(**_fate(proposal), decided_by=coordinator_id, reason_code=code,
+                              reason=reason[:500])))
     summary = _summary(proposal, verb, coordinator_id, at, reason)
     _audit(store, audit_event_id, by=coordinator_id, at=at, summary=summary, topic=channel)
     return DecisionResult(proposal.proposal_id, ProposalStatus.REJECTED, summary,
@@ -234,11 +260,11 @@ def decide(store: Store, *, decision: Decision, proposal_id: str, coordinator_id
                              audit_event_id=audit_event_id, channel=channel)
     if decision is Decision.REJECT:
         return reject_match(store, proposal_id=proposal_id, coordinator_id=coordinator_id,
-                            reason=reason, clock=clock, audit_event_id=audit_event_id,
-                            channel=channel)
+                            reason=reason, clock=clock, topics=topics,
+                            audit_event_id=audit_event_id, channel=channel)
     return request_alternative(store, proposal_id=proposal_id, coordinator_id=coordinator_id,
-                               reason=reason, clock=clock, audit_event_id=audit_event_id,
-                               channel=channel)
+                               reason=reason, clock=clock, topics=topics,
+                               audit_event_id=audit_event_id, channel=channel)
 
 
 def report_outcome(store: Store, *, proposal_id: str, outcome: Outcome, delivered: float,
@@ -335,6 +361,10 @@ def _expire(store: Store, proposal: ProposalRow, now: datetime, settings: Settin
     if not CoordinationStore(store.conn).claim_pending(
             proposal.proposal_id, ProposalStatus.EXPIRED, at=now, by=ENGINE, reason=reason):
         return
+    queue(store, Topics(settings.topic_prefix), MatchExpired(
+        event_id=uuid.uuid4(), occurred_at=now, producer=ENGINE,
+        payload=Expiry(**_fate(proposal), pending_since=proposal.created_at,
+                       reason_code="not_decided_in_time", reason=reason)))
     _audit(store, str(uuid.uuid4()), by=ENGINE, at=now, event_type="match.expired",
            topic="sweep", summary=_summary(proposal, "expired", ENGINE, now, reason))
     report.expired.append(proposal.proposal_id)

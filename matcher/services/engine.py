@@ -111,7 +111,9 @@ class MatchingEngine:
         Each event stays idempotent by its event id. Any other error rolls the whole batch
         back and propagates (the caller retries it).
         """
-        ctx = Context(topics=self.topics, shard_level=self.shard_level)
+        assert self.matching is not None
+        ctx = Context(topics=self.topics, shard_level=self.shard_level,
+                      timezone=self.matching.timezone)
         outcomes: list[Outcome] = []
         with self.writing() as store:
             store.look_up_seen([str(incoming.event.event_id) for incoming in batch])
@@ -179,7 +181,7 @@ class MatchingEngine:
         assert self.matching is not None
         now = self.clock()
         with snapshot(self.db) as store:
-            inputs = read_live_inputs(store, shard, now)
+            inputs = read_live_inputs(store, shard, now, self.matching.timezone)
         plan = plan_batch(inputs, self.matching)
         with self.writing() as store:
             store.lock_shard(shard)  # another instance finishing a batch of it records first

@@ -23,8 +23,10 @@ from matcher.domain.errors import (
     UnknownReference,
 )
 from matcher.domain.hierarchy import child_path, in_subtree, parent_level, root_path, shard_of
+from matcher.domain.weeks import DEFAULT_ZONE
 from matcher.services import decisions
 from matcher.services.outbound import queue
+from matcher.services.releases import Releaser, release_for_case, release_for_offer
 from matcher.storage.store import OfferRow, ProposalRow, Store
 from schemas.common import Level
 from schemas.matches import (
@@ -52,6 +54,7 @@ class Context:
     shard_level: Level
     producer: str = "charity-matcher"
     changed_shards: set[str] = field(default_factory=set)
+    timezone: str = DEFAULT_ZONE  # whose calendar counts a volunteer's weeks
 
 
 @dataclass(frozen=True)
@@ -152,7 +155,8 @@ def publish_offer(event: OfferPublished, store: Store, ctx: Context) -> str:
 
 
 def update_offer(event: OfferUpdated, store: Store, ctx: Context) -> str:
-    """The owner replaces an offer with a newer version; pending proposals on it are re-made."""
+    """The owner replaces an offer with a newer version; pending proposals on it are re-made,
+    approved ones it cannot hold any more are released (fewest first)."""
     _check_producer_owns(event, store)
     offer = event.payload
     existing = _owned_offer(offer.offer_id, event.producer, store)
@@ -165,7 +169,13 @@ def update_offer(event: OfferUpdated, store: Store, ctx: Context) -> str:
     _revoke(store, ctx, store.holding_for_offer(offer.offer_id),
             (ProposalStatus.PROPOSED,), "offer_updated",
             f"offer {offer.offer_id} changed (v{offer.version})", event.occurred_at)
-    return f"offer {offer.offer_id} updated to v{offer.version} by {event.producer}"
+    saved = store.offer(offer.offer_id)
+    assert saved is not None  # just saved
+    releaser = _releaser(store, ctx, event.occurred_at)
+    release_for_offer(releaser, saved, ctx.timezone)
+    ctx.changed_shards.update(releaser.changed_shards)
+    released = f"; {len(releaser.released)} matches released" if releaser.released else ""
+    return f"offer {offer.offer_id} updated to v{offer.version} by {event.producer}{released}"
 
 
 def withdraw_offer(event: OfferWithdrawn, store: Store, ctx: Context) -> str:
@@ -269,7 +279,8 @@ def open_case(event: CaseOpened, store: Store, ctx: Context) -> str:
 
 
 def update_case(event: CaseUpdated, store: Store, ctx: Context) -> str:
-    """A grid replaces a case; pending proposals are re-made, approved ones kept if still asked."""
+    """A grid replaces a case; pending proposals are re-made, approved ones kept while still
+    asked for (of an item asked for less, the fewest that no longer fit are released)."""
     case = event.payload
     path = _grid_path(case.grid_id, store)
     _check_case_producer(event, path, store)
@@ -285,14 +296,14 @@ def update_case(event: CaseUpdated, store: Store, ctx: Context) -> str:
                     items=_case_items(case), at=event.occurred_at)
     ctx.changed_shards.update({shard, existing.shard})
     holding = store.holding_for_case(case.case_id)
-    kept_items = {item.item_id for item in case.items}
     _revoke(store, ctx, holding, (ProposalStatus.PROPOSED,), "case_updated",
             f"case {case.case_id} changed (v{case.version})", event.occurred_at)
-    dropped = [p for p in holding if p.item_id not in kept_items]
-    _revoke(store, ctx, dropped, (ProposalStatus.APPROVED,), "item_removed",
-            f"item no longer requested in case {case.case_id} v{case.version}",
-            event.occurred_at)
-    return f"case {case.case_id} updated to v{case.version}"
+    releaser = _releaser(store, ctx, event.occurred_at)
+    release_for_case(releaser, case.case_id,
+                     {item.item_id: float(item.quantity) for item in case.items}, case.version)
+    ctx.changed_shards.update(releaser.changed_shards)
+    released = f"; {len(releaser.released)} matches released" if releaser.released else ""
+    return f"case {case.case_id} updated to v{case.version}{released}"
 
 
 def close_case(event: CaseClosed, store: Store, ctx: Context) -> str:
@@ -348,6 +359,12 @@ def report_fulfilment(event: MatchFulfilled, store: Store, ctx: Context) -> str:
 
 
 # --- revocation ---------------------------------------------------------------------------------
+
+
+def _releaser(store: Store, ctx: Context, at: datetime) -> Releaser:
+    """Releases approved matches in this handler's transaction."""
+    return Releaser(store=store, topics=ctx.topics, producer=ctx.producer, at=at)
+
 
 
 def _revoke(store: Store, ctx: Context, holding: list[ProposalRow],

@@ -25,15 +25,25 @@ import numpy as np
 
 from matcher.domain.allocation import (
     Allocation,
+    WeekBudget,
     build_problem,
     coverage,
     place_volunteer_visits,
+    volunteer_limits,
 )
 from matcher.domain.candidates import Candidates, generate
 from matcher.domain.explain import explanations, unmatched_reason
 from matcher.domain.frames import Demand, Supply, Vocabulary, build_demand, build_supply
 from matcher.domain.kinds import Kind
 from matcher.domain.scoring import ScoringContext, Weights, weight_vector
+from matcher.domain.weeks import (
+    DEFAULT_ZONE,
+    hours_by_week,
+    stated_limits,
+    week_of,
+    week_start,
+    weeks_of,
+)
 from matcher.services.outbound import envelope_json, outbox_row
 from matcher.solver import Problem, Solution, solve
 from matcher.storage.store import NodeRow, OfferRow, Store
@@ -53,6 +63,7 @@ class MatchingConfig:
     time_limit_s: float = 5.0
     workers: int = 2
     producer: str = "charity-matcher"
+    timezone: str = DEFAULT_ZONE  # whose calendar counts a volunteer's weeks
 
 
 @dataclass(frozen=True)
@@ -91,17 +102,28 @@ class LiveInputs:
     busy: dict[str, list[tuple[float, float]]]  # promised visits per volunteer id
     history: set[tuple[str, str]]  # (beneficiary, volunteer) pairs that met before
     excluded: set[tuple[str, str, str]]  # (case, item, offer) turned down
+    # Hours each volunteer already gives per week (any offer or shard), from this week on.
+    given: dict[tuple[str, int], float] = field(default_factory=dict)
+    timezone: str = DEFAULT_ZONE
+    # Weekly limits stated by offers that serve those hours (maybe no longer live or in
+    # another shard), per volunteer: the lowest stated by any counts.
+    limits: dict[str, float] = field(default_factory=dict)
 
 
-def read_live_inputs(store: Store, shard: str, now: datetime) -> LiveInputs:
+def read_live_inputs(store: Store, shard: str, now: datetime,
+                     timezone: str = DEFAULT_ZONE) -> LiveInputs:
     """Only what can still be matched: items before their deadline, offers still live, and
-    visits that still occupy a volunteer's future; nothing that grows with history."""
+    visits that still occupy a volunteer's future or count against this week's hours;
+    nothing that grows with history."""
+    this_week = week_start(week_of(now, timezone), timezone)
     return LiveInputs(
         shard=shard, now=now, nodes={node.node_id: node for node in store.all_nodes()},
         items=store.open_items(shard, now=now), offers=store.active_offers(shard, now=now),
         served=store.served_by_item(shard, now=now), held=store.held_by_offer(shard, now=now),
         busy=store.promised_visits(now=now), history=store.volunteer_history(shard),
         excluded=store.excluded_pairs(shard, now=now),
+        given=hours_by_week(store.given_hours(since=this_week), timezone), timezone=timezone,
+        limits=stated_limits(store.stated_limits_of(store.given_offers(since=this_week))),
     )
 
 
@@ -117,6 +139,7 @@ class Frames:
     supply: Supply
     context: ScoringContext
     busy: dict[int, list[tuple[float, float]]]  # promised visits per volunteer code
+    weeks: WeekBudget = field(default_factory=WeekBudget)  # hours given per volunteer week
 
 
 def build_frames(inputs: LiveInputs) -> Frames:
@@ -131,7 +154,25 @@ def build_frames(inputs: LiveInputs) -> Frames:
                              grid_coverage=coverage(inputs.items, inputs.served))
     busy = {vocab.code(vocab.volunteers, volunteer): visits
             for volunteer, visits in inputs.busy.items()}
-    return Frames(vocab=vocab, demand=demand, supply=supply, context=context, busy=busy)
+    weeks = WeekBudget(committed={(vocab.volunteers[volunteer], week): hours
+                                  for (volunteer, week), hours in inputs.given.items()
+                                  if volunteer in vocab.volunteers},
+                       zone=inputs.timezone,
+                       limits={vocab.volunteers[volunteer]: limit for volunteer, limit
+                               in _lowest(stated_limits(o.payload for o in inputs.offers),
+                                          inputs.limits).items()
+                               if volunteer in vocab.volunteers})
+    return Frames(vocab=vocab, demand=demand, supply=supply, context=context, busy=busy,
+                  weeks=weeks)
+
+
+def _lowest(*tables: Mapping[str, float]) -> dict[str, float]:
+    """Per key, the lowest value any table gives."""
+    out: dict[str, float] = {}
+    for table in tables:
+        for key, value in table.items():
+            out[key] = min(value, out.get(key, value))
+    return out
 
 
 def find_candidates(frames: Frames, inputs: LiveInputs, config: MatchingConfig) -> Candidates:
@@ -144,14 +185,15 @@ def find_candidates(frames: Frames, inputs: LiveInputs, config: MatchingConfig) 
 def problem_of(frames: Frames, cands: Candidates, config: MatchingConfig) -> Problem:
     """The solver problem over the candidates."""
     return build_problem(frames.demand, frames.supply, cands, time_limit_s=config.time_limit_s,
-                         workers=config.workers)
+                         workers=config.workers, weeks=frames.weeks)
 
 
 def place(frames: Frames, cands: Candidates, solution: Solution) -> list[Allocation]:
     """The solution's amounts as allocations, visits placed in the volunteers' days."""
     if not solution.has_solution:
         return []
-    return place_volunteer_visits(cands, solution, frames.demand, frames.supply, frames.busy)
+    return place_volunteer_visits(cands, solution, frames.demand, frames.supply, frames.busy,
+                                  frames.weeks)
 
 
 def unplaced_arcs(cands: Candidates, solution: Solution, chosen: Sequence[Allocation]
@@ -206,8 +248,9 @@ def _iso(moment: datetime) -> str:
 
 
 def still_valid(store: Store, plan: BatchPlan) -> np.ndarray:
-    """Which allocations still hold now: their offer and case unchanged, and no one else
-    took the capacity or served the item since the snapshot."""
+    """Which allocations still hold now: their offer and case unchanged, no one else took the
+    capacity or served the item since the snapshot, the item never served beyond its
+    quantity, and no volunteer beyond their weekly limit or in two places at once."""
     allocations = plan.allocations
     p, demand, supply = plan.cands.pairs, plan.frames.demand, plan.frames.supply
     ok = np.ones(len(allocations), dtype=np.bool_)
@@ -217,10 +260,13 @@ def still_valid(store: Store, plan: BatchPlan) -> np.ndarray:
     case_ids = sorted({demand.case_id[int(p.d[a.arc])] for a in allocations})
     seen_offers = {o.offer_id: o.version for o in plan.inputs.offers}
     seen_cases = {i["case_id"]: i["case_version"] for i in plan.inputs.items}
+    quantity = {(i["case_id"], i["item_id"]): float(i["quantity"]) for i in plan.inputs.items}
     offers_now = store.offer_versions(offer_ids)
     cases_now = store.open_case_versions(case_ids)
     held_now = store.held_for_offers(offer_ids)
     served_now = store.served_for_cases(case_ids)
+    weekly = _WeeklyCheck.of(store, plan)
+    planned: dict[tuple[str, str], float] = {}  # what the allocations kept so far serve
     for index, a in enumerate(allocations):
         d, s = int(p.d[a.arc]), int(p.s[a.arc])
         offer_id, case_id = supply.offer_id[s], demand.case_id[d]
@@ -232,8 +278,67 @@ def still_valid(store: Store, plan: BatchPlan) -> np.ndarray:
             and cases_now.get(case_id) == seen_cases.get(case_id)
             and held_now.get(unit, 0.0) <= plan.inputs.held.get(unit, 0.0) + CAPACITY_SLACK
             and served_now.get(item, 0.0) <= plan.inputs.served.get(item, 0.0) + CAPACITY_SLACK
+            and served_now.get(item, 0.0) + planned.get(item, 0.0) + a.amount
+            <= quantity.get(item, 0.0) + CAPACITY_SLACK
+            and weekly.admits(a, s)
         )
+        if ok[index]:
+            planned[item] = planned.get(item, 0.0) + a.amount
     return ok
+
+
+@dataclass
+class _WeeklyCheck:
+    """Hours given per (volunteer, week) and visits promised, as they stand at recording."""
+
+    plan: BatchPlan
+    names: dict[int, str]
+    limits: dict[int, float]
+    given: dict[tuple[str, int], float]
+    visits: dict[str, list[tuple[float, float]]]
+
+    @staticmethod
+    def of(store: Store, plan: BatchPlan) -> _WeeklyCheck:
+        """Read the plan's volunteers' hours and visits now."""
+        p, supply = plan.cands.pairs, plan.frames.supply
+        names = {code: name for name, code in plan.frames.vocab.volunteers.items()}
+        codes = sorted({int(supply.volunteer[int(p.s[a.arc])]) for a in plan.allocations
+                        if supply.kind[int(p.s[a.arc])] == Kind.VOLUNTEER})
+        ids = [names[c] for c in codes]
+        zone = plan.inputs.timezone
+        since = week_start(week_of(plan.inputs.now, zone), zone)
+        given = hours_by_week(store.given_hours(since=since, volunteer_ids=ids), zone) \
+            if ids else {}
+        visits = store.promised_visits(now=plan.inputs.now, volunteer_ids=ids) if ids else {}
+        return _WeeklyCheck(plan, names, volunteer_limits(supply, plan.frames.weeks.limits),
+                            given, visits)
+
+    def admits(self, a: Allocation, s: int) -> bool:
+        """Whether a visit keeps its volunteer within the week's limit and out of every other
+        visit; an admitted one counts for the next."""
+        supply = self.plan.frames.supply
+        if supply.kind[s] != Kind.VOLUNTEER or a.start is None or a.end is None:
+            return True
+        code = int(supply.volunteer[s])
+        name = self.names[code]
+        week = int(weeks_of(np.asarray([a.start]), self.plan.inputs.timezone)[0])
+        hours = self.given.get((name, week), 0.0)
+        if hours + a.amount > self.limits[code] + CAPACITY_SLACK:
+            return False
+        visits = self.visits.setdefault(name, [])
+        if any(start < a.end and a.start < end for start, end in visits):
+            return False
+        self.given[name, week] = hours + a.amount
+        visits.append((a.start, a.end))
+        return True
+
+
+def _place_of(supply: Supply, s: int, kind: Kind) -> dict[str, float] | None:
+    """Where goods are handed over or a service is given (none for home visits)."""
+    lat, lon = float(supply.lat[s]), float(supply.lon[s])
+    if kind is Kind.VOLUNTEER or not (np.isfinite(lat) and np.isfinite(lon)):
+        return None
+    return {"lat": round(lat, 6), "lon": round(lon, 6)}
 
 
 def record_proposals(store: Store, *, shard: str, allocations: Sequence[Allocation],
@@ -264,6 +369,7 @@ def record_proposals(store: Store, *, shard: str, allocations: Sequence[Allocati
             "unit": unit_names.get(int(demand.unit[d]), "") or "units",
             "window": ({"start": _iso(start), "end": _iso(end)}
                        if start is not None and end is not None else None),
+            "place": _place_of(supply, s, kind),
             "score": round(float(cands.score[a.arc]), 3), "explanation": explanation,
         }
         rows.append({
@@ -361,5 +467,6 @@ def record_batch(store: Store, plan: BatchPlan, *, check: bool = True) -> BatchR
 def run_batch(store: Store, shard: str, config: MatchingConfig, now: datetime) -> BatchReport:
     """The whole batch through one store (tests and tools; the engine splits read, plan and
     record across transactions)."""
-    return record_batch(store, plan_batch(read_live_inputs(store, shard, now), config),
+    return record_batch(store, plan_batch(read_live_inputs(store, shard, now, config.timezone),
+                                          config),
                         check=False)

@@ -28,6 +28,9 @@ class Route:
 ROUTES: dict[str, Route] = {
     "match.proposed": Route("proposals", "case_id"),
     "match.revoked": Route("proposals", "case_id"),
+    "match.rejected": Route("proposals", "case_id"),
+    "match.expired": Route("proposals", "case_id"),
+    "match.released": Route("proposals", "case_id"),
     "need.unmatched": Route("unmatched", "case_id"),
     "match.approved": Route("assignments", "partner_id"),
     "shard.changed": Route("shard_changes", "shard"),

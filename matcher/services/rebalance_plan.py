@@ -29,11 +29,13 @@ import numpy as np
 
 from matcher.domain.allocation import (
     Allocation,
+    WeekBudget,
     build_problem,
     coverage,
     place_volunteer_visits,
 )
 from matcher.domain.candidates import Candidates, generate
+from matcher.domain.commitments import has_begun
 from matcher.domain.frames import (
     SOLVER_SCALE,
     Demand,
@@ -46,6 +48,13 @@ from matcher.domain.frames import (
 from matcher.domain.pairs import Pairs
 from matcher.domain.rules import RULES
 from matcher.domain.scoring import ScoringContext, term_values, weight_vector
+from matcher.domain.weeks import (
+    DEFAULT_ZONE,
+    hours_by_week,
+    stated_limits,
+    week_of,
+    week_start,
+)
 from matcher.services.matching import MatchingConfig
 from matcher.solver import Problem, Solution, Status, solve
 from matcher.storage.store import HOLDING, NodeRow, OfferRow, ProposalRow, Store
@@ -85,10 +94,16 @@ class Snapshot:
     excluded: set[tuple[str, str, str]]
     history: set[tuple[str, str]]
     visits: list[ProposalRow]  # volunteer visits promised anywhere (for placing new ones)
+    # Hours each volunteer gives per week (any offer or shard, pending ones included).
+    given: dict[tuple[str, int], float] = field(default_factory=dict)
+    timezone: str = DEFAULT_ZONE
+    limits: dict[str, float] = field(default_factory=dict)  # stated by offers serving them
 
 
-def read_snapshot(store: Store, shard: str) -> Snapshot:
-    """Read everything the shard's plan needs, in the caller's (read) transaction."""
+def read_snapshot(store: Store, shard: str, now: datetime | None = None,
+                  timezone: str = DEFAULT_ZONE) -> Snapshot:
+    """Read everything the shard's plan needs, in the caller's (read) transaction; with
+    `now`, also the hours volunteers give from this week on."""
     holding = store.proposals_where(proposals.c.shard == shard,
                                     proposals.c.status.in_([s.value for s in HOLDING]))
     offer_rows: dict[str, OfferRow] = {}
@@ -101,6 +116,11 @@ def read_snapshot(store: Store, shard: str) -> Snapshot:
         nodes={node.node_id: node for node in store.all_nodes()}, holding=holding,
         offer_rows=offer_rows, excluded=store.excluded_pairs(shard),
         history=store.volunteer_history(), visits=store.holding_volunteer_visits(),
+        given=({} if now is None else hours_by_week(
+            store.given_hours(since=week_start(week_of(now, timezone), timezone)), timezone)),
+        timezone=timezone,
+        limits=({} if now is None else stated_limits(store.stated_limits_of(store.given_offers(
+            since=week_start(week_of(now, timezone), timezone))))),
     )
 
 
@@ -162,18 +182,24 @@ def _window_inside(start: datetime, end: datetime, windows: Iterable[tuple[str, 
                for s, e in windows)
 
 
+def started(proposal: ProposalRow, now: datetime) -> bool:
+    """Whether a match has begun (see `has_begun`): nothing begun is revoked or re-planned."""
+    return has_begun(kind=proposal.kind, status=proposal.status,
+                     window_start=proposal.window_start, now=now)
+
+
 def impossible_reason(proposal: ProposalRow, offer: OfferRow | None, now: datetime
                       ) -> tuple[str, str] | None:
-    """Why an approved match can no longer happen (offer gone or expired, time gone), or None."""
+    """Why an approved match that has not begun can no longer happen (offer gone, time gone),
+    or None. Goods approved are committed: a lot expiring after the handover is no reason."""
+    if started(proposal, now):
+        return None
     if offer is None or offer.status != "active":
         return "offer_withdrawn", f"offer {proposal.offer_id} is no longer active"
     payload = offer.payload
-    expires = payload.get("expires_at")
-    if expires and datetime.fromisoformat(expires) <= now:
-        return "offer_expired", f"offer {proposal.offer_id} expired at {expires}"
     start, end = proposal.window_start, proposal.window_end
-    if start is None or end is None or end <= now:
-        return None  # nothing scheduled, or already past: the partner reports how it went
+    if start is None or end is None:
+        return None  # nothing scheduled: the partner reports how it went
     if proposal.kind == "volunteer":
         windows = [(w["start"], w["end"]) for w in payload.get("availability", [])]
         if not _window_inside(start, end, windows):
@@ -200,11 +226,12 @@ def _unit_capacities(offers: Iterable[OfferRow]) -> dict[tuple[str, int | None],
 
 def split_committed(snapshot: Snapshot, now: datetime
                     ) -> tuple[list[ProposalRow], list[Revocation]]:
-    """Approved and fulfilled matches to keep (pinned), and approved ones to release."""
+    """Matches to keep as they are (pinned): fulfilled ones, approved ones still possible, and
+    anything already begun, pending or not; and approved ones to release."""
     kept: list[ProposalRow] = []
     released: list[Revocation] = []
     for p in snapshot.holding:
-        if p.status == ProposalStatus.FULFILLED:
+        if started(p, now):
             kept.append(p)
         elif p.status == ProposalStatus.APPROVED:
             why = impossible_reason(p, snapshot.offer_rows.get(p.offer_id), now)
@@ -212,7 +239,8 @@ def split_committed(snapshot: Snapshot, now: datetime
                 kept.append(p)
             else:
                 released.append(Revocation(p, why[0], why[1], forced=True))
-    # An offer updated to less capacity than it has approved: the newest approvals give way.
+    # An offer updated to less capacity than it has approved: the newest approvals not yet
+    # begun give way (what has begun cannot be taken back).
     capacity = _unit_capacities(snapshot.offers)
     load: dict[tuple[str, int | None], float] = defaultdict(float)
     for p in kept:
@@ -221,8 +249,8 @@ def split_committed(snapshot: Snapshot, now: datetime
     for p in sorted(kept, key=lambda p: (p.status != ProposalStatus.APPROVED, p.created_at),
                     reverse=True):
         key = (p.offer_id, p.slot)
-        if p.status == ProposalStatus.APPROVED and key in capacity and \
-                load[key] > capacity[key] + CAPACITY_SLACK:
+        if p.status == ProposalStatus.APPROVED and not started(p, now) and key in capacity \
+                and load[key] > capacity[key] + CAPACITY_SLACK:
             load[key] -= p.amount
             released.append(Revocation(p, "capacity_reduced", f"offer {p.offer_id} now gives "
                                        f"{capacity[key]:g}, less than was approved", forced=True))
@@ -452,7 +480,9 @@ def plan_shard(snapshot: Snapshot, config: RebalanceConfig, now: datetime,
                budget: int | None) -> ShardPlan:
     """Re-solve a shard and say, proposal by proposal, what should change and why."""
     kept, released = split_committed(snapshot, now)
-    pending = [p for p in snapshot.holding if p.status == ProposalStatus.PROPOSED]
+    frozen = {p.proposal_id for p in kept}
+    pending = [p for p in snapshot.holding
+               if p.status == ProposalStatus.PROPOSED and p.proposal_id not in frozen]
     served = _sum_by_item(kept)
     vocab = Vocabulary()
     demand = build_demand(snapshot.items, served, snapshot.nodes, vocab)
@@ -470,8 +500,9 @@ def plan_shard(snapshot: Snapshot, config: RebalanceConfig, now: datetime,
                         np.asarray([x[2] for x in possible], dtype=np.int64), context,
                         weight_vector(weights))
     index = _pair_index(cands)
+    weeks = _week_budget(snapshot, pending, vocab)
     base = build_problem(demand, supply, cands, time_limit_s=config.matching.time_limit_s,
-                         workers=config.matching.workers)
+                         workers=config.matching.workers, weeks=weeks)
     stability = _stability(
         [x[0] for x in possible], [index[x[1], x[2]] for x in possible],
         [round(float(x[0].amount * SOLVER_SCALE[demand.kind[x[1]]])) for x in possible],
@@ -488,7 +519,39 @@ def plan_shard(snapshot: Snapshot, config: RebalanceConfig, now: datetime,
         note = f"solver gave no plan ({solution.status}: {solution.note}); pending kept as is"
         solution = _keep_all(problem, base.num_arcs, stability, note)
     return _diff(snapshot, config, now, kept, released + missing + broken, stability, cands,
-                 demand, supply, vocab, base, problem, solution, held_back, note)
+                 demand, supply, vocab, base, problem, solution, held_back, note, weeks)
+
+
+def _week_budget(snapshot: Snapshot, replanned: Iterable[ProposalRow], vocab: Vocabulary
+                 ) -> WeekBudget:
+    """Hours volunteers give per week outside the plan: everything held, less the pending
+    proposals the plan re-decides."""
+    given = dict(snapshot.given)
+    for p in replanned:
+        if p.kind == "volunteer" and p.volunteer_id and p.window_start is not None:
+            key = (p.volunteer_id, week_of(p.window_start, snapshot.timezone))
+            given[key] = max(0.0, given.get(key, 0.0) - p.amount)
+    return WeekBudget(committed={(vocab.code(vocab.volunteers, v), w): h
+                                 for (v, w), h in given.items()},
+                      zone=snapshot.timezone,
+                      limits={vocab.code(vocab.volunteers, v): limit for v, limit
+                              in stated_limits([*(o.payload for o in snapshot.offers),
+                                                *({"kind": "volunteer", "volunteer_id": v,
+                                                   "weekly_hour_limit": limit}
+                                                  for v, limit in snapshot.limits.items())]
+                                               ).items()})
+
+
+def _with_hours(budget: WeekBudget, rows: Iterable[ProposalRow], vocab: Vocabulary
+                ) -> WeekBudget:
+    """The budget with these visits' hours given as well."""
+    committed = dict(budget.committed)
+    for p in rows:
+        if p.kind == "volunteer" and p.volunteer_id and p.window_start is not None:
+            key = (vocab.code(vocab.volunteers, p.volunteer_id),
+                   week_of(p.window_start, budget.zone))
+            committed[key] = committed.get(key, 0.0) + p.amount
+    return WeekBudget(committed=committed, zone=budget.zone)
 
 
 def _amounts(solution: Solution, base_arcs: int, stability: Stability
@@ -500,7 +563,8 @@ def _amounts(solution: Solution, base_arcs: int, stability: Stability
 def _diff(snapshot: Snapshot, config: RebalanceConfig, now: datetime, kept: list[ProposalRow],
           forced: list[Revocation], stability: Stability, cands: Candidates, demand: Demand,
           supply: Supply, vocab: Vocabulary, base: Problem, problem: Problem,
-          solution: Solution, held_back: int, note: str) -> ShardPlan:
+          solution: Solution, held_back: int, note: str,
+          weeks: WeekBudget | None = None) -> ShardPlan:
     """Turn the solution into revocations, new proposals (placed in time) and diff lines."""
     k = base.num_arcs
     open_units, kept_units = _amounts(solution, k, stability)
@@ -509,10 +573,14 @@ def _diff(snapshot: Snapshot, config: RebalanceConfig, now: datetime, kept: list
     new_units = open_units.copy()
     np.add.at(new_units, stability.pair[changed], kept_units[changed])
     unchanged = [p for p, c in zip(stability.pending, changed.tolist(), strict=True) if not c]
+    staying = {p.proposal_id for p in unchanged} | {p.proposal_id for p in kept}
     busy_rows = [v for v in snapshot.visits
-                 if v.status == ProposalStatus.APPROVED or v.proposal_id in
-                 {p.proposal_id for p in unchanged} or v.shard != snapshot.shard]
-    new_chosen = _place(cands, solution, new_units, demand, supply, vocab, snapshot, busy_rows)
+                 if v.status == ProposalStatus.APPROVED or v.proposal_id in staying
+                 or v.shard != snapshot.shard]
+    # The pending proposals kept as they are still count against their volunteers' weeks.
+    placing = None if weeks is None else _with_hours(weeks, unchanged, vocab)
+    new_chosen = _place(cands, solution, new_units, demand, supply, vocab, snapshot, busy_rows,
+                        placing)
     scale_of_pair = SOLVER_SCALE[demand.kind[cands.pairs.d]]
     utility = base.arc_utility
     before_value = float(np.dot(utility[stability.pair], stability.units))
@@ -568,21 +636,22 @@ def _diff(snapshot: Snapshot, config: RebalanceConfig, now: datetime, kept: list
 
 def _place(cands: Candidates, solution: Solution, new_units: np.ndarray, demand: Demand,
            supply: Supply, vocab: Vocabulary, snapshot: Snapshot,
-           busy_rows: list[ProposalRow]) -> list[Allocation]:
-    """New allocations as concrete visits around the visits that stay promised."""
+           busy_rows: list[ProposalRow], weeks: WeekBudget | None = None) -> list[Allocation]:
+    """New allocations as concrete visits around the visits that stay promised (of every
+    shard: one person is never in two places), within each volunteer's week."""
     if not np.any(new_units > 0):
         return []
     volunteer_of = {o.offer_id: o.payload.get("volunteer_id") for o in snapshot.offers
                     if o.kind == "volunteer"}
     busy: dict[int, list[tuple[float, float]]] = defaultdict(list)
     for visit in busy_rows:
-        volunteer = volunteer_of.get(visit.offer_id)
+        volunteer = visit.volunteer_id or volunteer_of.get(visit.offer_id)
         if volunteer is None or visit.window_start is None or visit.window_end is None:
             continue
         busy[vocab.code(vocab.volunteers, volunteer)].append(
             (visit.window_start.timestamp(), visit.window_end.timestamp()))
     placed = dataclasses.replace(solution, amount=new_units)
-    return place_volunteer_visits(cands, placed, demand, supply, busy)
+    return place_volunteer_visits(cands, placed, demand, supply, busy, weeks)
 
 
 def _key(c: Allocation, cands: Candidates, supply: Supply) -> tuple[str, str, str, int | None]:

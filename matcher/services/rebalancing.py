@@ -97,7 +97,8 @@ def options_from(settings: Settings, engine: MatchingEngine, *, trigger: str,
     matching = MatchingConfig(topics=engine.topics, weights=engine.matching.weights,
                               candidates_per_item=engine.matching.candidates_per_item,
                               time_limit_s=settings.rebalance_time_limit_s,
-                              workers=engine.matching.workers, producer=ENGINE)
+                              workers=engine.matching.workers, producer=ENGINE,
+                              timezone=engine.matching.timezone)
     return RunOptions(trigger=trigger, requested_by=requested_by, reason=reason,
                       event_id=event_id,
                       config=RebalanceConfig(matching=matching,
@@ -159,8 +160,9 @@ def _attempt(engine: MatchingEngine, run_id: str, options: RunOptions, started: 
             return _apply(store, engine, run_id, options, started, plans, mark, progress)
     with unit_of_work(engine.db) as store:
         mark = _fingerprint(store)
-        snapshots = [read_snapshot(store, shard) for shard in _shards(store)]
-    now = engine.clock()
+        now = engine.clock()
+        snapshots = [read_snapshot(store, shard, now, options.config.matching.timezone)
+                     for shard in _shards(store)]
     plans = _plan_snapshots(snapshots, options, now, progress)
     with engine.writing() as store:
         return _apply(store, engine, run_id, options, started, plans, mark, progress)
@@ -169,7 +171,8 @@ def _attempt(engine: MatchingEngine, run_id: str, options: RunOptions, started: 
 def _plan_all(store: Store, options: RunOptions, now: datetime, progress: Progress
               ) -> list[ShardPlan]:
     """Snapshot and plan every shard through one store."""
-    snapshots = [read_snapshot(store, shard) for shard in _shards(store)]
+    snapshots = [read_snapshot(store, shard, now, options.config.matching.timezone)
+                 for shard in _shards(store)]
     return _plan_snapshots(snapshots, options, now, progress)
 
 

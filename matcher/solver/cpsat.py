@@ -97,6 +97,22 @@ def solve_cp_sat(problem: Problem) -> Solution:
             <= capacity[j]
         )
 
+    # A volunteer gives at most their weekly hours across all their offers (shared groups).
+    if problem.offer_group is not None and problem.group_capacity is not None:
+        arc_group = problem.offer_group.astype(np.int64)[arcs.offer]
+        groups = len(problem.group_capacity)
+        in_group = np.flatnonzero(arc_group >= 0)
+        most_group = sum_by(arc_group[in_group], (weight * arcs.hi)[in_group], groups)
+        order, starts = group_starts(arc_group[in_group], groups)
+        group_cap = problem.group_capacity.tolist()
+        for g in np.flatnonzero(most_group > problem.group_capacity).tolist():
+            members = in_group[order[starts[g] : starts[g + 1]]]
+            model.add(
+                cp_model.LinearExpr.weighted_sum(x_array[members].tolist(),
+                                                 weight[members].tolist())
+                <= group_cap[g]
+            )
+
     # Of arcs that exclude each other (one volunteer's overlapping slots) at most one is used.
     used_literal: dict[int, cp_model.IntVar] = {}
     for group_arcs in problem.conflicts:

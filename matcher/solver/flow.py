@@ -8,7 +8,7 @@ import time
 import numpy as np
 from ortools.graph.python import min_cost_flow
 
-from matcher.solver.prepare import pin_obstacle, scaled, sum_by, utility_scale
+from matcher.solver.prepare import group_room, pin_obstacle, scaled, sum_by, utility_scale
 from matcher.solver.problem import Problem, Solution, Status, objective_value
 
 METHOD = "min_cost_flow"
@@ -53,18 +53,29 @@ def solve_min_cost_flow(problem: Problem) -> Solution:
     useful = np.flatnonzero(cost < 0)
     total = int(demand_left.sum())
 
-    # Model: source -> need -> offer -> sink, plus a zero-cost source -> sink bypass that
-    # carries whatever demand is better left unserved (so flow is not forced to be maximal).
-    source, sink = n + m, n + m + 1
-    tails = np.concatenate([np.full(n, source), need[useful], n + np.arange(m), [source]])
-    heads = np.concatenate([np.arange(n), n + offer[useful], np.full(m, sink), [sink]])
+    # Shared-capacity groups (a volunteer's week) sit between their offers and the sink.
+    group = (np.full(m, -1, dtype=np.int64) if problem.offer_group is None
+             else problem.offer_group.astype(np.int64))
+    group_left = group_room(problem, pinned)
+    g = len(group_left)
+
+    # Model: source -> need -> offer -> (group ->) sink, plus a zero-cost source -> sink
+    # bypass that carries whatever demand is better left unserved (so flow is not forced to
+    # be maximal).
+    source, sink = n + m + g, n + m + g + 1
+    offer_head = np.where(group >= 0, n + m + group, sink)
+    tails = np.concatenate([np.full(n, source), need[useful], n + np.arange(m),
+                            n + m + np.arange(g), [source]])
+    heads = np.concatenate([np.arange(n), n + offer[useful], offer_head, np.full(g, sink),
+                            [sink]])
     arc_room = demand_left[need[useful]]
     if problem.arc_capacity is not None:
         # A capped arc carries at most its cap, of which the pin has taken a part.
         arc_room = np.minimum(arc_room, (problem.arc_capacity - pinned)[useful])
-    capacities = np.concatenate([demand_left, arc_room, capacity_left, [total]]).astype(np.int64)
+    capacities = np.concatenate([demand_left, arc_room, capacity_left,
+                                 np.maximum(group_left, 0), [total]]).astype(np.int64)
     costs = np.concatenate(
-        [np.zeros(n, np.int64), cost[useful], np.zeros(m, np.int64), np.zeros(1, np.int64)]
+        [np.zeros(n, np.int64), cost[useful], np.zeros(m + g, np.int64), np.zeros(1, np.int64)]
     )
 
     # Variables: the flow on each network arc, owned by the solver.

@@ -6,7 +6,7 @@ from collections import defaultdict
 
 import numpy as np
 
-from matcher.solver.prepare import ArcColumns, IntArray, sum_by
+from matcher.solver.prepare import ArcColumns, IntArray, group_room, sum_by
 from matcher.solver.problem import Problem
 
 
@@ -28,6 +28,10 @@ def greedy_plan(problem: Problem, arcs: ArcColumns) -> IntArray | None:
         problem.capacity.astype(np.int64)
         - sum_by(arcs.offer, arcs.use * arcs.unit * x, problem.num_offers)
     ).tolist()
+    # Shared-capacity groups (a volunteer's week): -1 where the offer is in none.
+    offer_group = ([-1] * problem.num_offers if problem.offer_group is None
+                   else problem.offer_group.tolist())
+    group_left = group_room(problem, arcs.unit * x).tolist()
     groups_of: dict[int, list[int]] = defaultdict(list)
     group_used = [False] * len(problem.conflicts)
     for g, group in enumerate(problem.conflicts):
@@ -43,17 +47,21 @@ def greedy_plan(problem: Problem, arcs: ArcColumns) -> IntArray | None:
         if taken[a] == 0 and any(group_used[g] for g in groups_of.get(a, ())):
             return  # another arc of a conflict group is already in use
         i, j = need[a], offer[a]
+        room = capacity_left[j] if offer_group[j] < 0 else min(capacity_left[j],
+                                                               group_left[offer_group[j]])
         if non_split[a]:
-            if taken[a] or demand_left[i] < unit[a] or capacity_left[j] < unit[a] * use[a]:
+            if taken[a] or demand_left[i] < unit[a] or room < unit[a] * use[a]:
                 return
             more = 1
         else:
-            more = min(hi[a] - taken[a], demand_left[i], capacity_left[j] // use[a])
+            more = min(hi[a] - taken[a], demand_left[i], room // use[a])
             if more <= 0:
                 return
         taken[a] += more
         demand_left[i] -= unit[a] * more
         capacity_left[j] -= unit[a] * more * use[a]
+        if offer_group[j] >= 0:
+            group_left[offer_group[j]] -= unit[a] * more * use[a]
         for g in groups_of.get(a, ()):
             group_used[g] = True
 

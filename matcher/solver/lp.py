@@ -88,6 +88,14 @@ def _relaxation(problem: Problem) -> tuple[float, float, float]:
         if group.size:
             expr = mb.LinearExpr.weighted_sum(x[group].tolist(), weight[group].tolist())
             model.add(expr <= float(problem.capacity[j]))
+    # A shared-capacity group (a volunteer's week) gives at most its capacity.
+    if problem.offer_group is not None and problem.group_capacity is not None:
+        arc_group = problem.offer_group.astype(np.int64)[arcs.offer]
+        for g in range(len(problem.group_capacity)):
+            members = np.flatnonzero(arc_group == g)
+            if members.size:
+                expr = mb.LinearExpr.weighted_sum(x[members].tolist(), weight[members].tolist())
+                model.add(expr <= float(problem.group_capacity[g]))
     # Conflicts relax to "the used fractions of the group's arcs add up to at most one".
     for group_arcs in problem.conflicts:
         group = np.unique(group_arcs)

@@ -64,6 +64,11 @@ def arc_columns(problem: Problem) -> ArcColumns:
     # A non-splittable arc is a yes/no choice worth the whole demand.
     unit = np.where(non_split, demand, 1)
     cap = demand if problem.arc_capacity is None else problem.arc_capacity.astype(np.int64)
+    if problem.offer_group is not None and problem.group_capacity is not None:
+        # An arc never carries more than its offer's group can give.
+        group = problem.offer_group.astype(np.intp)[offer]
+        room = np.append(problem.group_capacity.astype(np.int64), np.iinfo(np.int64).max)
+        capacity = np.minimum(capacity, room[np.where(group >= 0, group, -1)])
     fits_whole = (demand > 0) & (demand * use <= capacity) & (demand <= cap)
     most = np.minimum(np.minimum(demand, capacity // use), cap)
     hi = np.where(non_split, fits_whole.astype(np.int64), most)
@@ -110,6 +115,9 @@ def pin_obstacle(problem: Problem) -> str | None:
     if over.size:
         j = int(over[0])
         return f"pins on offer {problem.offer_ids[j]} ({load[j]}) exceed its capacity"
+    short = np.flatnonzero(group_room(problem, pinned) < 0)
+    if short.size:
+        return f"pins on offer group {int(short[0])} exceed its capacity"
     pinned_arcs = np.bincount(need[pinned > 0], minlength=n)
     torn = np.flatnonzero(~problem.splittable & (pinned_arcs > 1))
     if torn.size:
@@ -118,6 +126,19 @@ def pin_obstacle(problem: Problem) -> str | None:
         if np.count_nonzero(pinned[np.unique(group)]) > 1:
             return f"conflict group {g} has more than one pinned arc"
     return None
+
+
+def group_room(problem: Problem, amount: np.ndarray) -> IntArray:
+    """Capacity each shared-capacity group has beyond what `amount` (per arc) uses of it."""
+    if problem.offer_group is None or problem.group_capacity is None:
+        return np.zeros(0, dtype=np.int64)
+    load = sum_by(problem.arc_offer.astype(np.intp),
+                  np.asarray(amount, dtype=np.int64) * problem.arc_use.astype(np.int64),
+                  problem.num_offers)
+    grouped = problem.offer_group >= 0
+    used = sum_by(problem.offer_group[grouped].astype(np.intp), load[grouped],
+                  len(problem.group_capacity))
+    return problem.group_capacity.astype(np.int64) - used
 
 
 def utility_scale(problem: Problem) -> int:

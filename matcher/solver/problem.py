@@ -9,9 +9,9 @@ from enum import StrEnum
 
 import numpy as np
 
-from matcher.solver.prepare import sum_by
+from matcher.solver.prepare import group_room, sum_by
 
-__all__ = ["Problem", "Solution", "Status", "objective_value", "violations"]
+__all__ = ["Problem", "Solution", "Status", "group_load", "objective_value", "violations"]
 
 
 class Status(StrEnum):
@@ -28,6 +28,7 @@ _NEED_FIELDS = {"demand": "i", "splittable": "b", "required": "b"}
 _OFFER_FIELDS = {"capacity": "i"}
 _ARC_FIELDS = {"arc_need": "i", "arc_offer": "i", "arc_utility": "f", "arc_use": "i"}
 _OPTIONAL_ARC_FIELDS = {"pinned": "i", "previous": "i", "arc_capacity": "i"}
+_GROUP_FIELDS = {"offer_group": "i", "group_capacity": "i"}
 _EMPTY_DTYPE = {"i": np.int64, "b": np.bool_, "f": np.float64}
 
 
@@ -40,6 +41,10 @@ class Problem:
     `previous` and `change_penalty` only matter together: without a previous plan
     nothing is penalised. `arc_capacity` (optional, last so positions stay stable) caps
     the amount on single arcs; a whole need can only use an arc whose cap covers it.
+    `offer_group` and `group_capacity` (optional, together) put offers into shared-capacity
+    groups: the offers of one group together give at most the group's capacity (one
+    volunteer's week across all their offers). Each offer is in at most one group (-1: none),
+    so the groups nest over the offers and the problem stays a flow.
     `eq=False` because numpy fields have no single truth value.
     """
 
@@ -60,10 +65,13 @@ class Problem:
     time_limit_s: float = 10.0
     workers: int = 2
     arc_capacity: np.ndarray | None = None  # int64 per arc: most it may carry (None: no limit)
+    offer_group: np.ndarray | None = None  # int per offer: its shared-capacity group, or -1
+    group_capacity: np.ndarray | None = None  # int64 per group: most its offers give together
 
     def __post_init__(self) -> None:
         """Turn list inputs into arrays so tests and JSON readers can pass plain lists."""
-        fields = {**_NEED_FIELDS, **_OFFER_FIELDS, **_ARC_FIELDS, **_OPTIONAL_ARC_FIELDS}
+        fields = {**_NEED_FIELDS, **_OFFER_FIELDS, **_ARC_FIELDS, **_OPTIONAL_ARC_FIELDS,
+                  **_GROUP_FIELDS}
         for name, kind in fields.items():
             value = getattr(self, name)
             if value is None:
@@ -110,7 +118,17 @@ class Problem:
             k,
             "one per arc",
         )
-        _check_non_negative(self, ["demand", "capacity", "pinned", "previous", "arc_capacity"])
+        _check_non_negative(self, ["demand", "capacity", "pinned", "previous", "arc_capacity",
+                                   "group_capacity"])
+        if (self.offer_group is None) != (self.group_capacity is None):
+            raise ValueError("offer_group and group_capacity go together")
+        if self.offer_group is not None and self.group_capacity is not None:
+            _check_columns(self, {"offer_group": "i"}, m, "one per offer")
+            groups = int(np.shape(self.group_capacity)[0])
+            _check_columns(self, {"group_capacity": "i"}, groups, "one per group")
+            if self.offer_group.size and (int(self.offer_group.min()) < -1
+                                          or int(self.offer_group.max()) >= groups):
+                raise ValueError(f"offer_group must hold group indices (0..{groups - 1}) or -1")
         _check_index(self.arc_need, n, "arc_need", "need")
         _check_index(self.arc_offer, m, "arc_offer", "offer")
         if k and int(self.arc_use.min()) < 1:
@@ -244,6 +262,8 @@ def violations(problem: Problem, amount: np.ndarray) -> list[str]:
         out.append(f"arc {a}: non-splittable need served {amount[a]} != demand")
     for i in np.flatnonzero(arcs_used > 1).tolist():
         out.append(f"non-splittable need {need_ids[i]} served by {arcs_used[i]} arcs")
+    for g, used, cap in group_overloads(problem, amount):
+        out.append(f"offer group {g} loaded {used} > capacity {cap}")
     if problem.arc_capacity is not None:
         for a in np.flatnonzero(amount > problem.arc_capacity).tolist():
             out.append(f"arc {a}: amount {amount[a]} above its cap {problem.arc_capacity[a]}")
@@ -254,3 +274,19 @@ def violations(problem: Problem, amount: np.ndarray) -> list[str]:
         if np.count_nonzero(amount[np.unique(group)]) > 1:
             out.append(f"conflict group {g} has more than one arc in use")
     return out
+
+
+def group_load(problem: Problem, amount: np.ndarray) -> np.ndarray:
+    """Capacity used per shared-capacity group by a plan (empty without groups)."""
+    if problem.group_capacity is None:
+        return np.zeros(0, dtype=np.int64)
+    return problem.group_capacity.astype(np.int64) - group_room(problem, amount)
+
+
+def group_overloads(problem: Problem, amount: np.ndarray) -> list[tuple[int, int, int]]:
+    """(group, load, capacity) of every group a plan loads beyond its capacity."""
+    if problem.group_capacity is None:
+        return []
+    load = group_load(problem, amount)
+    return [(g, int(load[g]), int(problem.group_capacity[g]))
+            for g in np.flatnonzero(load > problem.group_capacity).tolist()]

@@ -20,6 +20,7 @@ import numpy as np
 
 from matcher.solver.cpsat import solve_cp_sat
 from matcher.solver.flow import flow_obstacle, solve_min_cost_flow
+from matcher.solver.prepare import group_room
 from matcher.solver.problem import Problem, Solution, Status, objective_value, violations
 
 # Repair's CP-SAT works on the few whole needs the flow split: a short limit is plenty.
@@ -41,13 +42,16 @@ def repairable(problem: Problem) -> bool:
 
 
 def _arc_subset(problem: Problem, arcs: np.ndarray, *, capacity: np.ndarray,
-                demand: np.ndarray | None = None, arc_capacity: np.ndarray | None = None,
+                group_capacity: np.ndarray | None, demand: np.ndarray | None = None,
+                arc_capacity: np.ndarray | None = None,
                 time_limit_s: float | None = None) -> Problem:
     """The problem on some arcs only, with other capacity (and demand, arc caps)."""
     caps = problem.arc_capacity[arcs] if problem.arc_capacity is not None else None
     return replace(
         problem, demand=problem.demand if demand is None else demand,
-        capacity=np.maximum(capacity, 0), arc_need=problem.arc_need[arcs],
+        capacity=np.maximum(capacity, 0),
+        group_capacity=None if group_capacity is None else np.maximum(group_capacity, 0),
+        arc_need=problem.arc_need[arcs],
         arc_offer=problem.arc_offer[arcs], arc_utility=problem.arc_utility[arcs],
         arc_use=problem.arc_use[arcs],
         arc_capacity=caps if arc_capacity is None else arc_capacity,
@@ -64,6 +68,11 @@ def _left(problem: Problem, amount: np.ndarray) -> np.ndarray:
     used = np.bincount(problem.arc_offer.astype(np.int64), weights=amount,
                        minlength=problem.num_offers)
     return problem.capacity - used.astype(np.int64)
+
+
+def _group_left(problem: Problem, amount: np.ndarray) -> np.ndarray | None:
+    """Capacity of each shared-capacity group not used by the plan (None without groups)."""
+    return None if problem.group_capacity is None else group_room(problem, amount)
 
 
 def solve_flow_then_repair(problem: Problem) -> Solution:
@@ -90,6 +99,7 @@ def solve_flow_then_repair(problem: Problem) -> Solution:
                                 & (left[problem.arc_offer] >= demand))
     if len(candidates):
         part = _arc_subset(problem, candidates, capacity=left,
+                           group_capacity=_group_left(problem, amount),
                            time_limit_s=min(problem.time_limit_s, REPAIR_TIME_LIMIT_S))
         repaired = solve_cp_sat(part)
         if repaired.has_solution:
@@ -102,7 +112,9 @@ def solve_flow_then_repair(problem: Problem) -> Solution:
     top_up = np.flatnonzero(~whole_arc & (room > 0) & (short[need] > 0)
                             & (left[problem.arc_offer] > 0))
     if len(top_up):
-        part = _arc_subset(problem, top_up, capacity=left, demand=np.maximum(short, 0),
+        part = _arc_subset(problem, top_up, capacity=left,
+                           group_capacity=_group_left(problem, amount),
+                           demand=np.maximum(short, 0),
                            arc_capacity=room[top_up])
         amount[top_up] += solve_min_cost_flow(part).amount
     problems = violations(problem, amount)

@@ -94,6 +94,8 @@ class ProposalRow:
     window_end: datetime | None
     decided_by: str | None
     decision_reason: str | None
+    volunteer_id: str | None = None  # the person a volunteer visit sends
+    decided_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -446,6 +448,14 @@ class Store:
         return self.proposals_where(proposals.c.case_id == case_id,
                                     proposals.c.status.in_([s.value for s in HOLDING]))
 
+    def holding_for_volunteer(self, volunteer_id: str, *, since: datetime
+                              ) -> list[ProposalRow]:
+        """Visits of one volunteer that hold (any offer, any shard) and end after `since`."""
+        return self.proposals_where(proposals.c.volunteer_id == volunteer_id,
+                                    proposals.c.kind == "volunteer",
+                                    proposals.c.status.in_([s.value for s in HOLDING]),
+                                    proposals.c.window_end > since)
+
     def set_proposal_status(self, proposal_id: str, status: ProposalStatus, *,
                             at: datetime, by: str | None = None, reason: str | None = None,
                             delivered: float | None = None) -> None:
@@ -550,10 +560,12 @@ class Store:
         )
 
     def promised_visits(self, *, now: datetime | None = None,
-                        excluding_shard: str | None = None
+                        excluding_shard: str | None = None,
+                        volunteer_ids: Sequence[str] | None = None
                         ) -> dict[str, list[tuple[float, float]]]:
         """Visits promised (proposed or approved) per volunteer id, as epoch seconds; with
-        `now`, only those that still occupy the volunteer's future."""
+        `now`, only those that still occupy the volunteer's future; with `volunteer_ids`,
+        only theirs."""
         query = select(proposals.c.volunteer_id, proposals.c.window_start,
                        proposals.c.window_end).where(
             proposals.c.kind == "volunteer",
@@ -564,10 +576,48 @@ class Store:
             query = query.where(proposals.c.window_end > now)
         if excluding_shard is not None:
             query = query.where(proposals.c.shard != excluding_shard)
+        queries = ([query] if volunteer_ids is None else
+                   [query.where(proposals.c.volunteer_id.in_(chunk))
+                    for chunk in _chunks(volunteer_ids)])
         busy: dict[str, list[tuple[float, float]]] = {}
-        for volunteer, start, end in self.conn.execute(query):
-            busy.setdefault(volunteer, []).append((start.timestamp(), end.timestamp()))
+        for each in queries:
+            for volunteer, start, end in self.conn.execute(each):
+                busy.setdefault(volunteer, []).append((start.timestamp(), end.timestamp()))
         return busy
+
+    def given_hours(self, *, since: datetime, volunteer_ids: Sequence[str] | None = None
+                    ) -> list[tuple[str, float, float]]:
+        """Volunteer visits that hold (proposed, approved or fulfilled) ending after `since`,
+        as (volunteer id, start in epoch seconds, hours): what a volunteer already gives in
+        the weeks from `since` on, on any offer and in any shard."""
+        query = select(proposals.c.volunteer_id, proposals.c.window_start,
+                       proposals.c.amount).where(
+            proposals.c.kind == "volunteer",
+            proposals.c.status.in_([s.value for s in HOLDING]),
+            proposals.c.volunteer_id.is_not(None), proposals.c.window_start.is_not(None),
+            proposals.c.window_end > since)
+        if volunteer_ids is None:
+            return [(v, start.timestamp(), float(hours))
+                    for v, start, hours in self.conn.execute(query)]
+        return [(v, start.timestamp(), float(hours)) for chunk in _chunks(volunteer_ids)
+                for v, start, hours in self.conn.execute(
+                    query.where(proposals.c.volunteer_id.in_(chunk)))]
+
+    def stated_limits_of(self, offer_ids: Iterable[str]) -> list[dict[str, Any]]:
+        """Payloads of these volunteer offers that are still active (to read the limits they
+        state)."""
+        ids = sorted(set(offer_ids))
+        return [payload for chunk in _chunks(ids) for payload in self.conn.execute(
+            select(offers.c.payload).where(offers.c.offer_id.in_(chunk),
+                                           offers.c.status == "active",
+                                           offers.c.kind == "volunteer")).scalars()]
+
+    def given_offers(self, *, since: datetime) -> set[str]:
+        """Offers of the volunteer visits that hold and end after `since`."""
+        return set(self.conn.execute(select(proposals.c.offer_id).where(
+            proposals.c.kind == "volunteer",
+            proposals.c.status.in_([s.value for s in HOLDING]),
+            proposals.c.window_end > since).distinct()).scalars())
 
     def volunteer_history(self, shard: str | None = None) -> set[tuple[str, str]]:
         """(beneficiary pseudonym, volunteer id) pairs that met in an approved or done visit;

@@ -109,6 +109,7 @@ EVENTS = {
     "match.proposed": N_("proposed"), "match.approved": N_("approved"),
     "match.rejected": N_("rejected"), "match.fulfilled": N_("fulfilment reported"),
     "proposal.escalated": N_("escalated"), "proposal.expired": N_("expired"),
+    "match.expired": N_("expired"), "match.released": N_("approved match released"),
 }
 WAIT_BUCKETS = {"< 1 h": N_("under 1 h"), "1-4 h": N_("1–4 h"), "4-12 h": N_("4–12 h"),
                 "12-24 h": N_("12–24 h"), "> 24 h": N_("over 24 h")}

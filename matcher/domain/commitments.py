@@ -1,0 +1,74 @@
+"""Commitments meet time: what has begun stays, and which approved matches give way when an
+update leaves an offer, a volunteer's week or an item over-committed.
+
+Pure: plain values in, plain values out; the services apply the answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+SLACK = 1e-6  # float sums of amounts may overshoot by rounding
+
+
+def has_begun(*, kind: str, status: str, window_start: datetime | None, now: datetime) -> bool:
+    """Whether a match has begun in the real world, so that nothing may revoke or re-plan it:
+    fulfilled; a visit or session whose window has started; approved goods (handed over, or
+    promised for a handover before the lot expires). A pending goods proposal has handed
+    nothing over yet: that waits for approval."""
+    if status == "fulfilled":
+        return True
+    if kind == "goods":
+        return status == "approved"
+    return window_start is not None and window_start <= now
+
+
+def may_release(*, kind: str, status: str, window_start: datetime | None,
+                now: datetime) -> bool:
+    """Whether an approved match may be released when an update makes it impossible: its
+    visit or session has not started (approved goods not reported fulfilled may: the
+    partner's own update says the lot no longer covers them)."""
+    if status != "approved":
+        return False
+    return kind == "goods" or window_start is None or window_start > now
+
+
+@dataclass(frozen=True)
+class Held:
+    """One match holding capacity: how much, whether it may give way, and since when."""
+
+    key: str
+    amount: float
+    releasable: bool
+    since: datetime  # when it was approved (or made): later ones give way first among equals
+    pending: bool = False  # not yet approved: always gives way before any approved match
+
+
+def to_release(held: Sequence[Held], capacity: float) -> list[str]:
+    """The fewest matches to take back so the rest fit in `capacity`.
+
+    Pending proposals go first (nobody relies on them yet). Among approved matches the largest
+    go first: for a given excess, taking the largest ones releases the fewest matches, so the
+    fewest beneficiaries and partners lose a plan; equal amounts release the latest approved
+    first, since the earlier ones have been relied on longer. A last pass keeps any chosen
+    match whose release turned out unnecessary (smallest first). Matches that may not be
+    released (begun) always stay, even if they alone exceed the capacity.
+    """
+    excess = sum(h.amount for h in held) - capacity
+    if excess <= SLACK:
+        return []
+    order = sorted((h for h in held if h.releasable),
+                   key=lambda h: (not h.pending, -h.amount, -h.since.timestamp()))
+    chosen: list[Held] = []
+    for h in order:
+        if excess <= SLACK:
+            break
+        chosen.append(h)
+        excess -= h.amount
+    for h in sorted(chosen, key=lambda h: h.amount):
+        if excess + h.amount <= SLACK:
+            chosen.remove(h)
+            excess += h.amount
+    return [h.key for h in chosen]
