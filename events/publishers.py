@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
 from faststream.kafka import KafkaBroker
 
 from matcher.kafka_principals import names_a_topic
@@ -25,6 +26,9 @@ from schemas.matches import (
 )
 from schemas.rebalance import RebalanceCompleted
 from schemas.topics import Topics
+
+# Events the offering partner is also sent on its own assignments topic.
+PARTNER_EVENTS = frozenset({"match.approved", "match.released"})
 
 # Per routed topic (a `Topics` attribute): AsyncAPI title, schema and description.
 DOCUMENTED: dict[str, tuple[str, Any, str]] = {
@@ -75,12 +79,13 @@ class Publishers:
     async def send(self, rows: Sequence[OutboxRow]) -> None:
         """Publish outbox rows, all in flight at once; returns when the broker has them all.
 
-        An approval also goes to the offering partner's own assignments topic (keyed by
-        partner id), the one the partner may read: the shared topic holds every partner's.
+        What a partner must act on (an approval, or the release of one) also goes to that
+        partner's own assignments topic, keyed by partner id: the one topic it may read, as
+        the shared topics hold every partner's and every case's events.
         """
-        own = {row.key: self.topics.assignments_of(row.key) for row in rows
-               if row.topic == self.topics.assignments and names_a_topic(row.key)}
-        await self.on_demand.ensure(own.values())
+        partner_of = {row.seq: partner for row in rows
+                      if (partner := _partner_to_tell(row)) and names_a_topic(partner)}
+        await self.on_demand.ensure({self.topics.assignments_of(p) for p in partner_of.values()})
         pending = []
         for row in rows:
             value, key = row.value.encode(), row.key.encode()
@@ -88,7 +93,16 @@ class Publishers:
                        "event_id": row.event_id}
             pending.append(await self.by_topic[row.topic].publish(
                 value, key=key, no_confirm=True, headers=headers))
-            if row.key in own and row.topic == self.topics.assignments:
+            if (partner := partner_of.get(row.seq)) is not None:
                 pending.append(await self.broker.publish(
-                    value, own[row.key], key=key, no_confirm=True, headers=headers))
+                    value, self.topics.assignments_of(partner), key=partner.encode(),
+                    no_confirm=True, headers=headers))
         await asyncio.gather(*pending)
+
+
+def _partner_to_tell(row: OutboxRow) -> str | None:
+    """The partner whose own assignments topic also gets this event, if any."""
+    if row.event_type in PARTNER_EVENTS:
+        partner: str = orjson.loads(row.value)["payload"]["partner_id"]
+        return partner
+    return None
