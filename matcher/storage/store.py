@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     Engine,
+    Result,
     Table,
     and_,
     bindparam,
@@ -240,7 +241,7 @@ class Store:
 
     def all_nodes(self) -> list[NodeRow]:
         """Every node of the hierarchy."""
-        return [NodeRow(**r._mapping) for r in self.conn.execute(select(nodes))]
+        return [NodeRow(*r) for r in self.conn.execute(select(*_columns(nodes, NodeRow)))]
 
     def upsert_node(self, *, node_id: str, level: str, parent_id: str | None, name: str,
                     path: str, lat: float | None, lon: float | None) -> None:
@@ -314,7 +315,7 @@ class Store:
         if now is not None:
             query = query.where(_live_offer(now))
         rows = self.conn.execute(query.order_by(offers.c.offer_id))
-        return [OfferRow(**r._mapping) for r in rows]
+        return [OfferRow(*r) for r in rows]
 
     # --- cases ---------------------------------------------------------------------------------
 
@@ -375,7 +376,7 @@ class Store:
         if now is not None:
             query = query.where(need_items.c.deadline > now)
         query = query.order_by(need_items.c.case_id, need_items.c.item_id)
-        return [dict(r._mapping) for r in self.conn.execute(query)]
+        return _dicts(self.conn.execute(query))
 
     def shards_with_open_demand(self) -> set[str]:
         """Shards that have at least one open case."""
@@ -414,7 +415,7 @@ class Store:
             select(*_columns(proposals, ProposalRow))
             .where(*conditions).order_by(proposals.c.created_at, proposals.c.proposal_id)
         )
-        return [ProposalRow(**r._mapping) for r in rows]
+        return [ProposalRow(*r) for r in rows]
 
     def holding_for_offer(self, offer_id: str) -> list[ProposalRow]:
         """Proposals that hold capacity of the offer."""
@@ -626,7 +627,7 @@ class Store:
                    outbox.c.event_id, outbox.c.event_type)
             .where(outbox.c.published_at.is_(None)).order_by(outbox.c.seq).limit(limit)
         )
-        return [OutboxRow(**r._mapping) for r in rows]
+        return [OutboxRow(*r) for r in rows]
 
     def mark_published(self, seqs: Iterable[int], at: datetime) -> None:
         """Record that the broker confirmed these outgoing events."""
@@ -640,6 +641,12 @@ class Store:
         table = {t.name: t for t in (audit_log, cases, need_items, nodes, offers, outbox,
                                      partners, proposals)}[table_name]
         return int(self.conn.execute(select(func.count()).select_from(table)).scalar_one())
+
+
+def _dicts(result: Result[Any]) -> list[dict[str, Any]]:
+    """Rows as dicts, keyed once per result: a row's own mapping costs more than reading it."""
+    keys = list(result.keys())
+    return [dict(zip(keys, row, strict=True)) for row in result]
 
 
 def _chunks(ids: Sequence[str], size: int = 5000) -> Iterator[Sequence[str]]:
