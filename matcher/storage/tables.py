@@ -56,7 +56,7 @@ class UtcDateTime(TypeDecorator[datetime]):
             try:
                 return datetime.fromisoformat(value + "+00:00")  # stored without a zone
             except (TypeError, ValueError):
-                return fallback(value) if fallback else value  # type: ignore[no-any-return]
+                return fallback(value) if fallback else value
 
         return process
 
