@@ -107,7 +107,11 @@ def generate(demand: Demand, supply: Supply, *, now: float, weights: Weights,
         for number, rule in enumerate(RULES):
             if len(pairs) == 0:
                 break
+            if number in (DEADLINE, UNIT):  # the join made only live items' pairs in one unit
+                continue
             holds = rule.check(pairs)
+            if holds.all():  # nothing turned away (often: the join screened it already)
+                continue
             failed[low:low + span, number] += np.bincount(pairs.d[~holds] - low,
                                                           minlength=span)
             pairs = pairs.subset(holds)
