@@ -549,16 +549,24 @@ class Store:
             busy.setdefault(volunteer, []).append((start.timestamp(), end.timestamp()))
         return busy
 
-    def volunteer_history(self, shard: str | None = None) -> set[tuple[str, str]]:
+    def volunteer_history(self, shard: str | None = None, *, now: datetime | None = None
+                          ) -> set[tuple[str, str]]:
         """(beneficiary pseudonym, volunteer id) pairs that met in an approved or done visit;
-        with a shard, only for beneficiaries with an open case there."""
+        with a shard, only for beneficiaries with an open case there; with `now` too, only
+        for those with an item still matchable (the only ones a batch scores)."""
         query = select(proposals.c.beneficiary, proposals.c.volunteer_id).where(
             proposals.c.kind == "volunteer",
             proposals.c.status.in_([ProposalStatus.APPROVED.value,
                                     ProposalStatus.FULFILLED.value]),
             proposals.c.beneficiary.is_not(None), proposals.c.volunteer_id.is_not(None),
         ).distinct()
-        if shard is not None:
+        if shard is not None and now is not None:
+            # From the live items to their beneficiaries' visits, by index: not all of history.
+            query = query.join(cases, cases.c.pseudonym == proposals.c.beneficiary).join(
+                need_items, need_items.c.case_id == cases.c.case_id).where(
+                cases.c.status == "open", cases.c.shard == shard,
+                need_items.c.status == "open", need_items.c.deadline > now)
+        elif shard is not None:
             query = query.where(proposals.c.beneficiary.in_(
                 select(cases.c.pseudonym).where(cases.c.status == "open",
                                                 cases.c.shard == shard)))
