@@ -108,6 +108,8 @@ def explanations(cands: Candidates, chosen: Sequence[Allocation], supply: Supply
     arcs = np.asarray([c.arc for c in chosen], dtype=np.int64)
     values = np.round(cands.terms[arcs], 4)
     contributions = np.round(cands.terms[arcs] * weights, 3)
+    # Per allocation: value, contribution, value, contribution, ... in the order of TERMS.
+    slots = np.stack([values, contributions], axis=2).reshape(len(arcs), -1).tolist()
     rows = p.d[arcs].tolist()
     rules = {int(kind): orjson.dumps(rules_for(kind)).decode() for kind in Kind}
     kinds = p.demand.kind[p.d[arcs]].tolist()
@@ -126,12 +128,12 @@ def explanations(cands: Candidates, chosen: Sequence[Allocation], supply: Supply
                                 axis=1).tolist()
     status_json = orjson.dumps(status).decode()
     out: list[Explanation] = []
-    for i, (v, c) in enumerate(zip(values.tolist(), contributions.tolist(), strict=True)):
+    for i, numbers in enumerate(slots):
         # Terms are 0..1 by construction; were one not a number, orjson would write null.
-        terms = (template % tuple(x for pair in zip(v, c, strict=True) for x in pair)
-                 if finite[i] else orjson.dumps(
-                     [{"name": n, "weight": w, "value": x, "contribution": y} for n, w, x, y
-                      in zip(TERMS_NAMES, weights.tolist(), v, c, strict=True)]).decode())
+        terms = (template % tuple(numbers) if finite[i] else orjson.dumps(
+            [{"name": n, "weight": w, "value": x, "contribution": y} for n, w, x, y
+             in zip(TERMS_NAMES, weights.tolist(), numbers[::2], numbers[1::2],
+                    strict=True)]).decode())
         out.append(orjson.Fragment(
             f'{{"rules_passed":{rules[kinds[i]]},"score_terms":{terms},"runner_ups":'
             f'{orjson.dumps(runner_ups[first[i]:first[i + 1]]).decode()},'

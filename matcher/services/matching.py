@@ -268,6 +268,16 @@ def proposal_rows(*, shard: str, allocations: Sequence[Allocation],
     unit_names = {code: name for name, code in vocab.units.items()}
     volunteer_ids = {code: name for name, code in vocab.volunteers.items()}
     kinds = {int(kind): kind for kind in Kind}
+    wires = {kind: kind.wire for kind in Kind}
+    moments: dict[float, tuple[datetime, str]] = {}
+
+    def moment(at: float) -> tuple[datetime, str]:
+        """A visit's moment, and its wire form (a batch's visits share a few hundred)."""
+        if at not in moments:
+            value = datetime.fromtimestamp(at, UTC)
+            moments[at] = value, _iso(value)
+        return moments[at]
+
     supply_kind, slots = supply.kind.tolist(), supply.slot.tolist()
     volunteers, demand_unit = supply.volunteer.tolist(), demand.unit.tolist()
     occurred = _iso(now)
@@ -278,30 +288,30 @@ def proposal_rows(*, shard: str, allocations: Sequence[Allocation],
     for a, explanation, d, s, score, proposal_id, event_id in zip(
             allocations, explained, rows_d, rows_s, scores, proposal_ids, ids, strict=True):
         kind = kinds[supply_kind[s]]
-        has_window = a.start is not None and a.end is not None and a.end > a.start
-        start = datetime.fromtimestamp(a.start, UTC) if has_window and a.start is not None \
-            else None
-        end = datetime.fromtimestamp(a.end, UTC) if has_window and a.end is not None else None
+        start: datetime | None = None
+        end: datetime | None = None
+        window = None
+        if a.start is not None and a.end is not None and a.end > a.start:
+            (start, start_text), (end, end_text) = moment(a.start), moment(a.end)
+            window = {"start": start_text, "end": end_text}
         proposal = {
             "proposal_id": proposal_id, "case_id": demand.case_id[d],
             "item_id": demand.item_id[d], "grid_id": demand.grid_id[d],
             "offer_id": supply.offer_id[s], "partner_id": supply.partner_id[s],
-            "kind": kind.wire, "amount": round(a.amount, 4),
-            "unit": unit_names.get(demand_unit[d], "") or "units",
-            "window": ({"start": _iso(start), "end": _iso(end)}
-                       if start is not None and end is not None else None),
+            "kind": wires[kind], "amount": round(a.amount, 4),
+            "unit": unit_names.get(demand_unit[d], "") or "units", "window": window,
             "score": round(score, 3), "explanation": explanation,
         }
-        rows.append({
-            **{key: proposal[key] for key in ("proposal_id", "case_id", "item_id", "offer_id",
-                                              "partner_id", "kind", "amount", "unit", "score",
-                                              "explanation", "grid_id")},
+        row = {
+            **proposal,
             "slot": slots[s] if slots[s] >= 0 else None,
             "window_start": start, "window_end": end, "status": ProposalStatus.PROPOSED.value,
             "shard": shard, "created_at": now, "beneficiary": demand.beneficiary[d],
             "volunteer_id": (volunteer_ids.get(volunteers[s])
                              if kind is Kind.VOLUNTEER else None),
-        })
+        }
+        del row["window"]  # the row keeps the window as its two moments
+        rows.append(row)
         events.append(outbox_row(
             config.topics, event_type="match.proposed", event_id=event_id, payload=proposal,
             at=now, value=envelope_json(event_id=event_id, event_type="match.proposed",

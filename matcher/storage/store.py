@@ -26,6 +26,7 @@ from sqlalchemy import (
 )
 
 from matcher.storage.tables import (
+    UtcDateTime,
     audit_log,
     cases,
     need_items,
@@ -662,9 +663,16 @@ def insert_many(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]
     names = list(rows[0])
     bound: list[list[Any]] = []
     for name in names:
-        process = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)
+        kind = table.c[name].type
+        process = kind.dialect_impl(dialect).bind_processor(dialect)
         column = [row[name] for row in rows]
-        bound.append([process(v) for v in column] if process else column)
+        if process is not None and isinstance(kind, UtcDateTime):
+            # A batch's rows share a few moments (its own, its windows): bind each once.
+            seen: dict[Any, Any] = {}
+            column = [seen[v] if v in seen else seen.setdefault(v, process(v)) for v in column]
+        elif process is not None:
+            column = [process(v) for v in column]
+        bound.append(column)
     params = list(zip(*bound, strict=True))
     quote = dialect.identifier_preparer.quote
     target = f"{dialect.identifier_preparer.format_table(table)} ({', '.join(map(quote, names))})"
