@@ -100,7 +100,7 @@ def read_live_inputs(store: Store, shard: str, now: datetime) -> LiveInputs:
     visits that still occupy a volunteer's future; nothing that grows with history."""
     return LiveInputs(
         shard=shard, now=now, nodes={node.node_id: node for node in store.all_nodes()},
-        items=store.open_items(shard, now=now), offers=store.active_offers(shard, now=now),
+        items=store.live_items(shard, now=now), offers=store.active_offers(shard, now=now),
         served=store.served_by_item(shard, now=now), held=store.held_by_offer(shard, now=now),
         busy=store.promised_visits(now=now), history=store.volunteer_history(shard, now=now),
         excluded=store.excluded_pairs(shard, now=now),
