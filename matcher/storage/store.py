@@ -385,9 +385,10 @@ class Store:
         return _dicts(self.conn.execute(query))
 
     def live_items(self, shard: str, *, now: datetime) -> list[dict[str, Any]]:
-        """`open_items(shard, now=now)`, but each beneficiary holds only what matching reads
-        of it (`MATCHED_BENEFICIARY`), decoded once per case and shared by its items: a
-        district batch reads ~100k items, and their sensitive attributes never enter it."""
+        """`open_items(shard, now=now)` as a batch reads it: each beneficiary holds only what
+        matching reads of it (`MATCHED_BENEFICIARY`), decoded once per case and shared by its
+        items (a district batch reads ~100k items; their sensitive attributes never enter
+        it), and the item's status and case's shard, known here, are left out."""
         query = (
             select(*(c for c in need_items.c if c.name != "status"), cases.c.grid_id,
                    cast(cases.c.beneficiary, Text).label("beneficiary"), cases.c.opened_at,
