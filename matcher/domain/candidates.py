@@ -84,6 +84,8 @@ def generate(demand: Demand, supply: Supply, *, now: float, weights: Weights,
     Pairs are made only for items still open to matching, with offers in their unit that
     may be within reach (see `pairs.NearbyIndex`); the pairs never made are counted under
     the rule that turns them away, so `failed` is what checking every pair would give.
+    Chunks of items are made, checked and cut to their best pairs one at a time, so memory
+    follows a chunk, not the district.
     """
     assert tuple(rule.name for rule in RULES[:3]) == SCREENED, "the join screens these rules"
     excluded = excluded or set()
@@ -95,37 +97,59 @@ def generate(demand: Demand, supply: Supply, *, now: float, weights: Weights,
     failed[live, UNIT] = joined[live] - same_unit[live]
     rows = np.flatnonzero(live & (same_unit > 0))
     weight = weight_vector(weights)
-    parts: list[tuple[Pairs, FloatArray, FloatArray]] = []
     index = NearbyIndex(demand, supply)
-    for chunk in _chunks(rows, index.counts(rows), chunk_pairs):
-        d, s = index.pairs(chunk)
-        # The chunk's rows are increasing: count per row on the span they cover.
-        low, span = int(chunk[0]), int(chunk[-1] - chunk[0]) + 1
-        failed[chunk, REACH] = (same_unit[chunk]
-                                - np.bincount(d - low, minlength=span)[chunk - low])
-        pairs = Pairs(demand, supply, d, s, now, excluded)
-        for number, rule in enumerate(RULES):
-            if len(pairs) == 0:
-                break
-            holds = rule.check(pairs)
-            failed[low:low + span, number] += np.bincount(pairs.d[~holds] - low,
-                                                          minlength=span)
-            pairs = pairs.subset(holds)
+    chunks = _chunks(rows, index.counts(rows), chunk_pairs)
+
+    def best_of(chunk: IntArray) -> Chunk | None:
+        """The chunk's best k pairs per item, its rule counts written into `failed`."""
+        return best_of_chunk(chunk, index, same_unit, failed, now=now, excluded=excluded,
+                             context=context, weight=weight, k=k)
+
+    parts = [part for part in map(best_of, chunks) if part is not None]
+    empty = np.zeros(0, dtype=np.int64)
+    return Candidates(
+        pairs=Pairs(demand, supply, np.concatenate([empty, *(p.d for p in parts)]),
+                    np.concatenate([empty, *(p.s for p in parts)]), now, excluded),
+        terms=np.concatenate([np.zeros((0, len(weight))), *(p.terms for p in parts)]),
+        score=np.concatenate([np.zeros(0), *(p.score for p in parts)]), joined=joined,
+        failed=failed)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """The best pairs of a chunk of items, with their terms and scores."""
+
+    d: IntArray
+    s: IntArray
+    terms: FloatArray
+    score: FloatArray
+
+
+def best_of_chunk(chunk: IntArray, index: NearbyIndex, same_unit: IntArray, failed: IntArray,
+                  *, now: float, excluded: set[tuple[str, str, str]], context: ScoringContext,
+                  weight: FloatArray, k: int) -> Chunk | None:
+    """Pairs of the chunk's items (increasing rows) through the rules, scored, the best k per
+    item; what each rule turned away is added to the chunk's own rows of `failed`."""
+    d, s = index.pairs(chunk)
+    # The chunk's rows are increasing: count per row on the span they cover.
+    low, span = int(chunk[0]), int(chunk[-1] - chunk[0]) + 1
+    failed[chunk, REACH] = same_unit[chunk] - np.bincount(d - low, minlength=span)[chunk - low]
+    pairs = Pairs(index.demand, index.supply, d, s, now, excluded)
+    for number, rule in enumerate(RULES):
         if len(pairs) == 0:
+            return None
+        if number in (DEADLINE, UNIT):  # the join made only live items' pairs in one unit
             continue
-        terms = term_values(pairs, context)
-        score = weighted_score(terms, weight)
-        keep = top_k_per_row(pairs.d, score, k, tie=spread_ties(pairs.d, pairs.s))
-        # Back in (item, offer) order, as a join over every pair would give them.
-        keep = keep[np.lexsort((pairs.s[keep], pairs.d[keep]))]
-        parts.append((pairs.take(keep), terms[keep], score[keep]))
-    if not parts:
-        empty = np.zeros(0, dtype=np.int64)
-        return Candidates(pairs=Pairs(demand, supply, empty, empty, now, excluded),
-                          terms=np.zeros((0, len(weight))), score=np.zeros(0), joined=joined,
-                          failed=failed)
-    pairs = Pairs(demand, supply, np.concatenate([p.d for p, _, _ in parts]),
-                  np.concatenate([p.s for p, _, _ in parts]), now, excluded)
-    return Candidates(pairs=pairs, terms=np.concatenate([t for _, t, _ in parts]),
-                      score=np.concatenate([sc for _, _, sc in parts]), joined=joined,
-                      failed=failed)
+        holds = rule.check(pairs)
+        if holds.all():  # nothing turned away (often: the join screened it already)
+            continue
+        failed[low:low + span, number] += np.bincount(pairs.d[~holds] - low, minlength=span)
+        pairs = pairs.subset(holds)
+    if len(pairs) == 0:
+        return None
+    terms = term_values(pairs, context)
+    score = weighted_score(terms, weight)
+    keep = top_k_per_row(pairs.d, score, k, tie=spread_ties(pairs.d, pairs.s))
+    # Back in (item, offer) order, as a join over every pair would give them.
+    keep = keep[np.lexsort((pairs.s[keep], pairs.d[keep]))]
+    return Chunk(pairs.d[keep], pairs.s[keep], terms[keep], score[keep])

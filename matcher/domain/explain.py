@@ -1,20 +1,21 @@
 """Why a match was proposed, and why an item stayed open, built from the batch's arrays.
 
-Explanations are plain JSON-ready dicts (the `schemas.matches.Explanation` shape): a district
-batch explains tens of thousands of proposals, and a validated model per row would cost more
-than the solve. The edge validates what it publishes through the schema's tests.
+Explanations are JSON text built from arrays (the `schemas.matches.Explanation` shape): a
+district batch explains tens of thousands of proposals, and a model or even a dict per term per
+row would cost more than the solve. The edge validates what it publishes through the schema's
+tests.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
+import orjson
 
 from matcher.domain.allocation import Allocation
 from matcher.domain.candidates import Candidates
-from matcher.domain.frames import Demand, Supply
+from matcher.domain.frames import Demand, FloatArray, IntArray, Supply
 from matcher.domain.kinds import Kind
 from matcher.domain.rules import RULES, rules_for
 from matcher.domain.scoring import TERMS
@@ -47,56 +48,96 @@ def runner_up_arcs(cands: Candidates, chosen: Sequence[Allocation], supply: Supp
         served_rows.tolist(), first.tolist(), last.tolist(), strict=True)}
 
 
-def _why_lost(other: int, arc: int, cands: Candidates, weights: np.ndarray,
-              unplaced: frozenset[int]) -> str:
-    """In words, why the runner-up arc lost to the chosen arc."""
-    score, other_score = float(cands.score[arc]), float(cands.score[other])
-    if other in unplaced:
-        return (f"higher score ({other_score:.1f}) but the volunteer has no free time left "
-                "in the item's window")
-    if other_score < score:
-        mine, theirs = cands.terms[arc] * weights, cands.terms[other] * weights
-        deficit = int(np.argmax(mine - theirs))
-        return (f"lower score ({other_score:.1f} vs {score:.1f}), mostly on "
-                f"{TERMS_NAMES[deficit]} ({theirs[deficit]:.1f} vs {mine[deficit]:.1f})")
-    return (f"higher score ({other_score:.1f}) but its capacity serves other needs in the "
-            "best overall plan")
-
+# Words of a runner-up that lost; the numbers are filled in per runner-up.
+NO_TIME_LEFT = ("higher score ({other:.1f}) but the volunteer has no free time left in the "
+                "item's window")
+LOWER_SCORE = "lower score ({other:.1f} vs {mine:.1f}), mostly on {term} ({theirs_term:.1f} vs " \
+    "{mine_term:.1f})"
+CAPACITY_ELSEWHERE = ("higher score ({other:.1f}) but its capacity serves other needs in the "
+                      "best overall plan")
 
 TERMS_NAMES = list(TERMS)
 
+# An explanation as JSON text, ready to be written to the proposal and its event as is.
+Explanation = orjson.Fragment
+
+
+def why_lost(others: IntArray, arcs: IntArray, cands: Candidates, weights: FloatArray,
+             unplaced: frozenset[int]) -> list[str]:
+    """In words, why each runner-up arc lost to the chosen arc beside it (all at once)."""
+    if len(others) == 0:
+        return []
+    score, other_score = cands.score[arcs], cands.score[others]
+    mine, theirs = cands.terms[arcs] * weights, cands.terms[others] * weights
+    deficit = np.argmax(mine - theirs, axis=1)
+    at = np.arange(len(arcs))
+    words: list[str] = []
+    for other, s, o, term, m, t in zip(
+            others.tolist(), score.tolist(), other_score.tolist(), deficit.tolist(),
+            mine[at, deficit].tolist(), theirs[at, deficit].tolist(), strict=True):
+        if other in unplaced:
+            words.append(NO_TIME_LEFT.format(other=o))
+        elif o < s:
+            words.append(LOWER_SCORE.format(other=o, mine=s, term=TERMS_NAMES[term],
+                                            theirs_term=t, mine_term=m))
+        else:
+            words.append(CAPACITY_ELSEWHERE.format(other=o))
+    return words
+
+
+def _score_terms_template(weights: FloatArray) -> str:
+    """The score terms of an explanation as JSON with %r slots for value and contribution."""
+    parts = [orjson.dumps({"name": name, "weight": weight}).decode()[:-1]
+             .replace("%", "%%") + ',"value":%r,"contribution":%r}'
+             for name, weight in zip(TERMS_NAMES, weights.tolist(), strict=True)]
+    return "[" + ",".join(parts) + "]"
+
 
 def explanations(cands: Candidates, chosen: Sequence[Allocation], supply: Supply,
-                 weights: np.ndarray, status: str,
-                 unplaced: frozenset[int] = frozenset()) -> list[dict[str, Any]]:
+                 weights: FloatArray, status: str,
+                 unplaced: frozenset[int] = frozenset()) -> list[Explanation]:
     """One explanation per allocation: rules passed, score term by term, runner-ups.
 
+    Built from the batch's arrays straight into JSON text (the `schemas.matches.Explanation`
+    shape), so a district batch never holds a dict per term per proposal.
     `unplaced`: arcs the solver chose whose visit found no free time in the volunteer's day.
     """
     if not chosen:
         return []
     p = cands.pairs
     arcs = np.asarray([c.arc for c in chosen], dtype=np.int64)
-    values = np.round(cands.terms[arcs], 4).tolist()
-    contributions = np.round(cands.terms[arcs] * weights, 3).tolist()
-    weight_list = weights.tolist()
+    values = np.round(cands.terms[arcs], 4)
+    contributions = np.round(cands.terms[arcs] * weights, 3)
+    # Per allocation: value, contribution, value, contribution, ... in the order of TERMS.
+    slots = np.stack([values, contributions], axis=2).reshape(len(arcs), -1).tolist()
     rows = p.d[arcs].tolist()
-    rules = {kind: rules_for(kind) for kind in Kind}
+    rules = {int(kind): orjson.dumps(rules_for(kind)).decode() for kind in Kind}
     kinds = p.demand.kind[p.d[arcs]].tolist()
+    # Runner-ups of every allocation in one go: (allocation, runner-up arc) pairs.
     alternatives = runner_up_arcs(cands, chosen, supply)
-    out: list[dict[str, Any]] = []
-    for i, arc in enumerate(arcs.tolist()):
-        out.append({
-            "rules_passed": list(rules[Kind(kinds[i])]),
-            "score_terms": [{"name": name, "weight": w, "value": v, "contribution": c}
-                            for name, w, v, c in zip(TERMS_NAMES, weight_list, values[i],
-                                                     contributions[i], strict=True)],
-            "runner_ups": [{"offer_id": supply.offer_id[int(p.s[other])],
-                            "score": round(float(cands.score[other]), 3),
-                            "why_lost": _why_lost(other, arc, cands, weights, unplaced)}
-                           for other in alternatives.get(rows[i], [])],
-            "solver_status": status,
-        })
+    lists = [alternatives.get(row, []) for row in rows]
+    owner = np.repeat(np.arange(len(arcs)), [len(others) for others in lists])
+    others = np.asarray([o for others in lists for o in others], dtype=np.int64)
+    words = why_lost(others, arcs[owner], cands, weights, unplaced)
+    runner_ups = [{"offer_id": supply.offer_id[s], "score": round(score, 3), "why_lost": w}
+                  for s, score, w in zip(p.s[others].tolist(), cands.score[others].tolist(),
+                                         words, strict=True)]
+    first = np.concatenate([[0], np.cumsum([len(others) for others in lists])]).tolist()
+    template = _score_terms_template(weights)
+    finite: list[bool] = np.all(np.isfinite(values) & np.isfinite(contributions),
+                                axis=1).tolist()
+    status_json = orjson.dumps(status).decode()
+    out: list[Explanation] = []
+    for i, numbers in enumerate(slots):
+        # Terms are 0..1 by construction; were one not a number, orjson would write null.
+        terms = (template % tuple(numbers) if finite[i] else orjson.dumps(
+            [{"name": n, "weight": w, "value": x, "contribution": y} for n, w, x, y
+             in zip(TERMS_NAMES, weights.tolist(), numbers[::2], numbers[1::2],
+                    strict=True)]).decode())
+        out.append(orjson.Fragment(
+            f'{{"rules_passed":{rules[kinds[i]]},"score_terms":{terms},"runner_ups":'
+            f'{orjson.dumps(runner_ups[first[i]:first[i + 1]]).decode()},'
+            f'"solver_status":{status_json}}}'))
     return out
 
 

@@ -55,8 +55,8 @@ def _expand_ranges(low: IntArray, high: IntArray) -> tuple[IntArray, IntArray]:
     """For ranges [low, high): (range number, position) of every position, in order."""
     counts = high - low
     which = np.repeat(np.arange(len(low), dtype=np.int64), counts)
-    position = np.arange(len(which), dtype=np.int64) - np.repeat(np.cumsum(counts) - counts,
-                                                                 counts) + low[which]
+    position = np.arange(len(which), dtype=np.int64) + np.repeat(low - (np.cumsum(counts)
+                                                                        - counts), counts)
     return which, position
 
 
@@ -133,7 +133,32 @@ class Pairs:
     @cached_property
     def usable_start(self) -> FloatArray:
         """Earliest moment of use: the item's window start, but never in the past."""
-        return np.maximum(self.demand.start[self.d], self.now)
+        return np.maximum(self.demand.start, self.now)[self.d]
+
+    @cached_property
+    def best_overlap(self) -> FloatArray:
+        """Overlap seconds of the supply window that overlaps the item most: `best_window`'s
+        first part, without its moments (the rule needs only this, on many more pairs)."""
+        if "best_window" in self.__dict__:
+            return self.best_window[0]
+        supply = self.supply
+        first = supply.window_ptr[self.s]
+        counts = supply.window_ptr[self.s + 1] - first
+        overlap = np.where(counts == 0, np.inf, -np.inf)
+        begin, finish = self.usable_start, self.demand.end[self.d]
+        for j in range(int(counts.max(initial=0))):
+            pair = np.flatnonzero(counts > j)
+            every = len(pair) == len(counts)  # the first window of offers that all have one
+            window = first + j if every else first[pair] + j
+            length = (np.minimum(supply.window_end[window], finish if every else finish[pair])
+                      - np.maximum(supply.window_start[window],
+                                   begin if every else begin[pair]))
+            # As in `best_window`, a window that is not longer (or not a number) changes nothing.
+            if every:
+                overlap = np.fmax(overlap, length)
+            else:
+                overlap[pair] = np.fmax(overlap[pair], length)
+        return overlap
 
     @cached_property
     def best_window(self) -> tuple[FloatArray, FloatArray, FloatArray]:
@@ -348,4 +373,5 @@ class NearbyIndex:
 
 
 # Cached facts of a Pairs that a subset keeps (each an array, or a tuple of arrays, per pair).
-_PAIR_FACTS = ("distance_km", "usable_start", "best_window", "slot_fits", "amount_cap")
+_PAIR_FACTS = ("distance_km", "usable_start", "best_overlap", "best_window", "slot_fits",
+               "amount_cap")

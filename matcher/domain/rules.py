@@ -59,7 +59,7 @@ def time_windows_overlap(p: Pairs) -> BoolArray:
     # Each kind's own test on its own pairs only (goods have no windows: they always hold).
     volunteer = np.flatnonzero(kind == VOLUNTEER)
     visits = p.take(volunteer)
-    overlap_hours = visits.best_window[0] / SECONDS_PER_HOUR
+    overlap_hours = visits.best_overlap / SECONDS_PER_HOUR
     qty = visits.demand.open_qty[visits.d]
     needed = np.where(visits.demand.splittable[visits.d], np.minimum(qty, MIN_SPLIT_HOURS), qty)
     holds[volunteer] = overlap_hours >= needed - 1e-9

@@ -14,8 +14,8 @@ allocations that still hold.
 
 from __future__ import annotations
 
+import os
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,7 +32,7 @@ from matcher.domain.allocation import (
     volunteer_limits,
 )
 from matcher.domain.candidates import Candidates, generate
-from matcher.domain.explain import explanations, unmatched_reason
+from matcher.domain.explain import Explanation, explanations, unmatched_reason
 from matcher.domain.frames import Demand, Supply, Vocabulary, build_demand, build_supply
 from matcher.domain.kinds import Kind
 from matcher.domain.scoring import ScoringContext, Weights, weight_vector
@@ -44,13 +44,15 @@ from matcher.domain.weeks import (
     week_start,
     weeks_of,
 )
-from matcher.services.outbound import envelope_json, outbox_row
+from matcher.services.outbound import envelope_json, event_ids, outbox_row
 from matcher.solver import Problem, Solution, solve
 from matcher.storage.store import NodeRow, OfferRow, Store
 from schemas.matches import ProposalStatus
 from schemas.topics import Topics
 
 CAPACITY_SLACK = 1e-6
+# Proposals written per statement: bounds what a district batch holds in memory at once.
+RECORD_SLICE = 10_000
 
 
 @dataclass(frozen=True)
@@ -118,9 +120,9 @@ def read_live_inputs(store: Store, shard: str, now: datetime,
     this_week = week_start(week_of(now, timezone), timezone)
     return LiveInputs(
         shard=shard, now=now, nodes={node.node_id: node for node in store.all_nodes()},
-        items=store.open_items(shard, now=now), offers=store.active_offers(shard, now=now),
+        items=store.live_items(shard, now=now), offers=store.active_offers(shard, now=now),
         served=store.served_by_item(shard, now=now), held=store.held_by_offer(shard, now=now),
-        busy=store.promised_visits(now=now), history=store.volunteer_history(shard),
+        busy=store.promised_visits(now=now), history=store.volunteer_history(shard, now=now),
         excluded=store.excluded_pairs(shard, now=now),
         given=hours_by_week(store.given_hours(since=this_week), timezone), timezone=timezone,
         limits=stated_limits(store.stated_limits_of(store.given_offers(since=this_week))),
@@ -219,7 +221,7 @@ class BatchPlan:
     cands: Candidates
     solution: Solution
     allocations: list[Allocation]
-    explanations: list[dict[str, Any]]
+    explanations: list[Explanation]
     config: MatchingConfig
     started: float
 
@@ -342,55 +344,92 @@ def _place_of(supply: Supply, s: int, kind: Kind) -> dict[str, float] | None:
 
 
 def record_proposals(store: Store, *, shard: str, allocations: Sequence[Allocation],
-                     explained: Sequence[dict[str, Any]], cands: Candidates, demand: Demand,
+                     explained: Sequence[Explanation], cands: Candidates, demand: Demand,
                      supply: Supply, vocab: Vocabulary, config: MatchingConfig,
                      now: datetime) -> int:
-    """Store each allocation as a proposal and queue its event (one executemany each)."""
+    """Store each allocation as a proposal and queue its event, in bulk and in slices, so a
+    district batch never holds all its rows and events at once."""
+    for first in range(0, len(allocations), RECORD_SLICE):
+        rows, events = proposal_rows(
+            shard=shard, allocations=allocations[first:first + RECORD_SLICE],
+            explained=explained[first:first + RECORD_SLICE], cands=cands, demand=demand,
+            supply=supply, vocab=vocab, config=config, now=now)
+        store.add_proposals(rows)
+        store.add_outbox_many(events)
+    return len(allocations)
+
+
+def proposal_rows(*, shard: str, allocations: Sequence[Allocation],
+                  explained: Sequence[Explanation], cands: Candidates, demand: Demand,
+                  supply: Supply, vocab: Vocabulary, config: MatchingConfig, now: datetime
+                  ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The proposal rows of these allocations and their `match.proposed` outbox rows."""
     if not allocations:
-        return 0
+        return [], []
     p = cands.pairs
+    arcs = np.asarray([a.arc for a in allocations], dtype=np.int64)
+    rows_d, rows_s = p.d[arcs].tolist(), p.s[arcs].tolist()
+    scores = cands.score[arcs].tolist()
     unit_names = {code: name for name, code in vocab.units.items()}
     volunteer_ids = {code: name for name, code in vocab.volunteers.items()}
+    kinds = {int(kind): kind for kind in Kind}
+    wires = {kind: kind.wire for kind in Kind}
+    moments: dict[float, tuple[datetime, str]] = {}
+
+    def moment(at: float) -> tuple[datetime, str]:
+        """A visit's moment, and its wire form (a batch's visits share a few hundred)."""
+        if at not in moments:
+            value = datetime.fromtimestamp(at, UTC)
+            moments[at] = value, _iso(value)
+        return moments[at]
+
+    supply_kind, slots = supply.kind.tolist(), supply.slot.tolist()
+    volunteers, demand_unit = supply.volunteer.tolist(), demand.unit.tolist()
     occurred = _iso(now)
+    proposal_ids = [f"prop-{h}" for h in random_hex(len(allocations), 8)]
+    ids = event_ids(len(allocations))
     rows: list[dict[str, Any]] = []
     events: list[dict[str, Any]] = []
-    for a, explanation in zip(allocations, explained, strict=True):
-        d, s = int(p.d[a.arc]), int(p.s[a.arc])
-        kind = Kind(int(supply.kind[s]))
-        has_window = a.start is not None and a.end is not None and a.end > a.start
-        start = datetime.fromtimestamp(a.start, UTC) if has_window and a.start is not None \
-            else None
-        end = datetime.fromtimestamp(a.end, UTC) if has_window and a.end is not None else None
+    for a, explanation, d, s, score, proposal_id, event_id in zip(
+            allocations, explained, rows_d, rows_s, scores, proposal_ids, ids, strict=True):
+        kind = kinds[supply_kind[s]]
+        start: datetime | None = None
+        end: datetime | None = None
+        window = None
+        if a.start is not None and a.end is not None and a.end > a.start:
+            (start, start_text), (end, end_text) = moment(a.start), moment(a.end)
+            window = {"start": start_text, "end": end_text}
         proposal = {
-            "proposal_id": f"prop-{uuid.uuid4().hex[:16]}", "case_id": demand.case_id[d],
+            "proposal_id": proposal_id, "case_id": demand.case_id[d],
             "item_id": demand.item_id[d], "grid_id": demand.grid_id[d],
             "offer_id": supply.offer_id[s], "partner_id": supply.partner_id[s],
-            "kind": kind.wire, "amount": round(a.amount, 4),
-            "unit": unit_names.get(int(demand.unit[d]), "") or "units",
-            "window": ({"start": _iso(start), "end": _iso(end)}
-                       if start is not None and end is not None else None),
+            "kind": wires[kind], "amount": round(a.amount, 4),
+            "unit": unit_names.get(demand_unit[d], "") or "units", "window": window,
             "place": _place_of(supply, s, kind),
-            "score": round(float(cands.score[a.arc]), 3), "explanation": explanation,
+            "score": round(score, 3), "explanation": explanation,
         }
-        rows.append({
-            **{key: proposal[key] for key in ("proposal_id", "case_id", "item_id", "offer_id",
-                                              "partner_id", "kind", "amount", "unit", "score",
-                                              "explanation", "grid_id")},
-            "slot": int(supply.slot[s]) if supply.slot[s] >= 0 else None,
+        row = {
+            **proposal,
+            "slot": slots[s] if slots[s] >= 0 else None,
             "window_start": start, "window_end": end, "status": ProposalStatus.PROPOSED.value,
             "shard": shard, "created_at": now, "beneficiary": demand.beneficiary[d],
-            "volunteer_id": (volunteer_ids.get(int(supply.volunteer[s]))
+            "volunteer_id": (volunteer_ids.get(volunteers[s])
                              if kind is Kind.VOLUNTEER else None),
-        })
-        event_id = str(uuid.uuid4())
+        }
+        del row["window"], row["place"]  # the row keeps the window as its two moments
+        rows.append(row)
         events.append(outbox_row(
             config.topics, event_type="match.proposed", event_id=event_id, payload=proposal,
             at=now, value=envelope_json(event_id=event_id, event_type="match.proposed",
                                         occurred_at=occurred, producer=config.producer,
                                         payload=proposal)))
-    store.add_proposals(rows)
-    store.add_outbox_many(events)
-    return len(allocations)
+    return rows, events
+
+
+def random_hex(count: int, size: int) -> list[str]:
+    """`count` random strings of `size` bytes in hex, drawn at once."""
+    text = os.urandom(count * size).hex()
+    return [text[i:i + 2 * size] for i in range(0, len(text), 2 * size)]
 
 
 def record_unmatched(store: Store, items: Sequence[Mapping[str, Any]],
@@ -407,7 +446,7 @@ def record_unmatched(store: Store, items: Sequence[Mapping[str, Any]],
     previous = {(i["case_id"], i["item_id"]): (i["unmatched_code"], i["unmatched_reason"])
                 for i in items}
     changes: list[tuple[str, str, str | None, str | None]] = []
-    events: list[dict[str, Any]] = []
+    payloads: list[dict[str, Any]] = []
     occurred = _iso(now)
     left_open = 0
     for row, (still_open, case_id, item_id) in enumerate(zip(
@@ -423,17 +462,17 @@ def record_unmatched(store: Store, items: Sequence[Mapping[str, Any]],
         if previous.get(key) == (code, reason):
             continue
         changes.append((case_id, item_id, code, reason))
-        event_id = str(uuid.uuid4())
-        payload = {"case_id": case_id, "item_id": item_id, "grid_id": demand.grid_id[row],
-                   "open_quantity": round(float(open_after[row]), 4), "reason_code": code,
-                   "reason": reason}
-        events.append(outbox_row(
-            config.topics, event_type="need.unmatched", event_id=event_id, payload=payload,
-            at=now, value=envelope_json(event_id=event_id, event_type="need.unmatched",
-                                        occurred_at=occurred, producer=config.producer,
-                                        payload=payload)))
+        payloads.append({"case_id": case_id, "item_id": item_id,
+                         "grid_id": demand.grid_id[row],
+                         "open_quantity": round(float(open_after[row]), 4),
+                         "reason_code": code, "reason": reason})
     store.set_unmatched_many(changes)
-    store.add_outbox_many(events)
+    store.add_outbox_many([outbox_row(
+        config.topics, event_type="need.unmatched", event_id=event_id, payload=payload,
+        at=now, value=envelope_json(event_id=event_id, event_type="need.unmatched",
+                                    occurred_at=occurred, producer=config.producer,
+                                    payload=payload))
+        for event_id, payload in zip(event_ids(len(payloads)), payloads, strict=True)])
     return left_open
 
 

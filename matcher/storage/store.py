@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from typing import Any
 
+import orjson
 from sqlalchemy import (
     Connection,
     Engine,
+    Result,
     Table,
+    Text,
     and_,
     bindparam,
+    cast,
     func,
     insert,
     or_,
@@ -25,6 +29,7 @@ from sqlalchemy import (
 )
 
 from matcher.storage.tables import (
+    UtcDateTime,
     audit_log,
     cases,
     need_items,
@@ -36,6 +41,8 @@ from matcher.storage.tables import (
 )
 from schemas.matches import ProposalStatus
 
+# What matching reads of a beneficiary (see `frames.build_demand`).
+MATCHED_BENEFICIARY = ("pseudonym", "group", "vulnerability", "location")
 # Proposals in these states hold capacity of the offer and serve demand of the item.
 HOLDING = (ProposalStatus.PROPOSED, ProposalStatus.APPROVED, ProposalStatus.FULFILLED)
 
@@ -242,7 +249,7 @@ class Store:
 
     def all_nodes(self) -> list[NodeRow]:
         """Every node of the hierarchy."""
-        return [NodeRow(**r._mapping) for r in self.conn.execute(select(nodes))]
+        return [NodeRow(*r) for r in self.conn.execute(select(*_columns(nodes, NodeRow)))]
 
     def upsert_node(self, *, node_id: str, level: str, parent_id: str | None, name: str,
                     path: str, lat: float | None, lon: float | None) -> None:
@@ -321,14 +328,14 @@ class Store:
         if now is not None:
             query = query.where(_live_offer(now))
         rows = self.conn.execute(query.order_by(offers.c.offer_id))
-        return [OfferRow(**r._mapping) for r in rows]
+        return [OfferRow(*r) for r in rows]
 
     def partner_offers(self, partner_id: str, *, limit: int) -> list[OfferRow]:
         """A partner's offers, newest first (active and withdrawn)."""
         rows = self.conn.execute(
             select(*_columns(offers, OfferRow)).where(offers.c.partner_id == partner_id)
             .order_by(offers.c.updated_at.desc(), offers.c.offer_id).limit(limit))
-        return [OfferRow(**r._mapping) for r in rows]
+        return [OfferRow(*r) for r in rows]
 
     # --- cases ---------------------------------------------------------------------------------
 
@@ -389,7 +396,31 @@ class Store:
         if now is not None:
             query = query.where(need_items.c.deadline > now)
         query = query.order_by(need_items.c.case_id, need_items.c.item_id)
-        return [dict(r._mapping) for r in self.conn.execute(query)]
+        return _dicts(self.conn.execute(query))
+
+    def live_items(self, shard: str, *, now: datetime) -> list[dict[str, Any]]:
+        """`open_items(shard, now=now)` as a batch reads it: each beneficiary holds only what
+        matching reads of it (`MATCHED_BENEFICIARY`), decoded once per case and shared by its
+        items (a district batch reads ~100k items; their sensitive attributes never enter
+        it), and the item's status and case's shard, known here, are left out."""
+        query = (
+            select(*(c for c in need_items.c if c.name != "status"), cases.c.grid_id,
+                   cast(cases.c.beneficiary, Text).label("beneficiary"), cases.c.opened_at,
+                   cases.c.version.label("case_version"))
+            .join(cases, cases.c.case_id == need_items.c.case_id)
+            .where(need_items.c.status == "open", cases.c.status == "open",
+                   cases.c.shard == shard, need_items.c.deadline > now)
+            .order_by(need_items.c.case_id, need_items.c.item_id)
+        )
+        items = _dicts(self.conn.execute(query))
+        last_case, last = None, {}
+        for item in items:  # ordered by case: a case's items come together
+            if item["case_id"] != last_case:
+                whole = orjson.loads(item["beneficiary"])
+                last_case, last = item["case_id"], {key: whole[key] for key in
+                                                    MATCHED_BENEFICIARY if key in whole}
+            item["beneficiary"] = last
+        return items
 
     def shards_with_open_demand(self) -> set[str]:
         """Shards that have at least one open case."""
@@ -410,9 +441,8 @@ class Store:
         self.conn.execute(insert(proposals).values(**values))
 
     def add_proposals(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Store many new proposals in one executemany (each row as for `add_proposal`)."""
-        if rows:
-            self.conn.execute(insert(proposals), list(rows))
+        """Store many new proposals at once (each row as for `add_proposal`, same keys)."""
+        insert_many(self.conn, proposals, rows)
 
     def proposal(self, proposal_id: str) -> ProposalRow | None:
         """The proposal with this id, if known."""
@@ -436,7 +466,7 @@ class Store:
             select(*_columns(proposals, ProposalRow))
             .where(*conditions).order_by(proposals.c.created_at, proposals.c.proposal_id)
         )
-        return [ProposalRow(**r._mapping) for r in rows]
+        return [ProposalRow(*r) for r in rows]
 
     def holding_for_offer(self, offer_id: str) -> list[ProposalRow]:
         """Proposals that hold capacity of the offer."""
@@ -619,16 +649,24 @@ class Store:
             proposals.c.status.in_([s.value for s in HOLDING]),
             proposals.c.window_end > since).distinct()).scalars())
 
-    def volunteer_history(self, shard: str | None = None) -> set[tuple[str, str]]:
+    def volunteer_history(self, shard: str | None = None, *, now: datetime | None = None
+                          ) -> set[tuple[str, str]]:
         """(beneficiary pseudonym, volunteer id) pairs that met in an approved or done visit;
-        with a shard, only for beneficiaries with an open case there."""
+        with a shard, only for beneficiaries with an open case there; with `now` too, only
+        for those with an item still matchable (the only ones a batch scores)."""
         query = select(proposals.c.beneficiary, proposals.c.volunteer_id).where(
             proposals.c.kind == "volunteer",
             proposals.c.status.in_([ProposalStatus.APPROVED.value,
                                     ProposalStatus.FULFILLED.value]),
             proposals.c.beneficiary.is_not(None), proposals.c.volunteer_id.is_not(None),
         ).distinct()
-        if shard is not None:
+        if shard is not None and now is not None:
+            # From the live items to their beneficiaries' visits, by index: not all of history.
+            query = query.join(cases, cases.c.pseudonym == proposals.c.beneficiary).join(
+                need_items, need_items.c.case_id == cases.c.case_id).where(
+                cases.c.status == "open", cases.c.shard == shard,
+                need_items.c.status == "open", need_items.c.deadline > now)
+        elif shard is not None:
             query = query.where(proposals.c.beneficiary.in_(
                 select(cases.c.pseudonym).where(cases.c.status == "open",
                                                 cases.c.shard == shard)))
@@ -683,11 +721,10 @@ class Store:
     def add_outbox_many(self, rows: Sequence[dict[str, Any]]) -> None:
         """Queue outgoing events (rows of topic, key, value, event_id, event_type, at, as
         `matcher.services.outbound` routes them); published after this transaction commits."""
-        if rows:
-            self.conn.execute(insert(outbox), [
-                {"topic": row["topic"], "key": row["key"], "value": row["value"],
-                 "event_id": row["event_id"], "event_type": row["event_type"],
-                 "created_at": row["at"]} for row in rows])
+        insert_many(self.conn, outbox, [
+            {"topic": row["topic"], "key": row["key"], "value": row["value"],
+             "event_id": row["event_id"], "event_type": row["event_type"],
+             "created_at": row["at"]} for row in rows])
 
     def unpublished(self, limit: int = 1000) -> list[OutboxRow]:
         """Outgoing events not yet confirmed by the broker, oldest first."""
@@ -696,7 +733,7 @@ class Store:
                    outbox.c.event_id, outbox.c.event_type)
             .where(outbox.c.published_at.is_(None)).order_by(outbox.c.seq).limit(limit)
         )
-        return [OutboxRow(**r._mapping) for r in rows]
+        return [OutboxRow(*r) for r in rows]
 
     def mark_published(self, seqs: Iterable[int], at: datetime) -> None:
         """Record that the broker confirmed these outgoing events."""
@@ -710,6 +747,48 @@ class Store:
         table = {t.name: t for t in (audit_log, cases, need_items, nodes, offers, outbox,
                                      partners, proposals)}[table_name]
         return int(self.conn.execute(select(func.count()).select_from(table)).scalar_one())
+
+
+def insert_many(conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Insert rows (all with the same keys) in one driver call: COPY on PostgreSQL, one
+    executemany elsewhere.
+
+    Each value is bound by its column's own type, as SQLAlchemy would; SQLAlchemy's per-row
+    parameter handling, skipped here, costs more than the write when a batch records ~100k rows.
+    """
+    if not rows:
+        return
+    dialect = conn.dialect
+    names = list(rows[0])
+    bound: list[list[Any]] = []
+    for name in names:
+        kind = table.c[name].type
+        process = kind.dialect_impl(dialect).bind_processor(dialect)
+        column = [row[name] for row in rows]
+        if process is not None and isinstance(kind, UtcDateTime):
+            # A batch's rows share a few moments (its own, its windows): bind each once.
+            seen: dict[Any, Any] = {}
+            column = [seen[v] if v in seen else seen.setdefault(v, process(v)) for v in column]
+        elif process is not None:
+            column = [process(v) for v in column]
+        bound.append(column)
+    params = list(zip(*bound, strict=True))
+    quote = dialect.identifier_preparer.quote
+    target = f"{dialect.identifier_preparer.format_table(table)} ({', '.join(map(quote, names))})"
+    if dialect.name == "postgresql":
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        with cursor, cursor.copy(f"COPY {target} FROM STDIN") as copy:
+            for row in params:
+                copy.write_row(row)
+        return
+    marks = ", ".join("?" if dialect.paramstyle == "qmark" else "%s" for _ in names)
+    conn.exec_driver_sql(f"INSERT INTO {target} VALUES ({marks})", params)
+
+
+def _dicts(result: Result[Any]) -> list[dict[str, Any]]:
+    """Rows as dicts, keyed once per result: a row's own mapping costs more than reading it."""
+    keys = list(result.keys())
+    return [dict(zip(keys, row, strict=True)) for row in result]
 
 
 def _chunks(ids: Sequence[str], size: int = 5000) -> Iterator[Sequence[str]]:
