@@ -94,8 +94,11 @@ async def test_bad_events_are_dead_lettered_with_reasons_and_good_ones_applied(
     async with running(app):
         await register(kafka_bootstrap, topics)
         await wait_for(lambda: audit_count(app) == 10, what="registry applied")
-        stream: list[tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]] = [
-            (b"g1", f.encode(valid_offer), [])]
+        # g1 first, on its own: "stale_version" below republishes it under another key, so
+        # on another partition, which the engine may well read first.
+        await produce(kafka_bootstrap, topics.offers, [(b"g1", f.encode(valid_offer))])
+        await wait_for(lambda: audit_count(app) == 11, what="the valid offer applied")
+        stream: list[tuple[bytes | None, bytes | None, list[tuple[str, bytes]]]] = []
         for value in bad.values():
             stream.append((b"bad", value, [("origin", b"\xff\xfe not utf-8")]))
         stream.append((b"g5", f.encode(f.goods_offer("g5", "p2")), []))
