@@ -187,27 +187,6 @@ def upsert_scram_user(admin: KafkaAccess, user: str, password: str,
     _wait_all(futures.values(), f"setting the password of '{user}'")
 
 
-def create_topics(admin: KafkaAccess, names: Iterable[str], partitions: int) -> list[str]:
-    """Create those of `names` that do not exist yet; the names created."""
-    from confluent_kafka import KafkaError, KafkaException
-    from confluent_kafka.admin import NewTopic
-
-    client = _admin_client(admin)
-    wanted = list(dict.fromkeys(names))
-    futures = client.create_topics([NewTopic(name, partitions, 1) for name in wanted],
-                                   request_timeout=ADMIN_TIMEOUT_S)
-    created: list[str] = []
-    for name, future in futures.items():
-        try:
-            future.result(timeout=ADMIN_TIMEOUT_S)
-            created.append(name)
-        except KafkaException as error:
-            if error.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise ProvisioningError(f"creating topic {name}: {error.args[0].str()}") \
-                    from error
-    return created
-
-
 def _admin_client(admin: KafkaAccess) -> AdminClient:
     """A confluent-kafka admin client authenticated as `admin`."""
     from confluent_kafka.admin import AdminClient

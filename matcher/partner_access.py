@@ -24,13 +24,12 @@ from matcher.kafka_principals import (
     ProvisioningError,
     apply_grants,
     check_partner_id,
-    create_topics,
     new_password,
     partner_grants,
     partner_principal,
     upsert_scram_user,
 )
-from matcher.localkafka import metadata_ok
+from matcher.localkafka import ensure_topics, metadata_ok
 from matcher.settings import Settings
 from matcher.simulator.publish import publish_events
 from schemas.registry import Partner, PartnerKind, PartnerRegistered
@@ -66,7 +65,7 @@ def add_partner(settings: Settings, *, partner_id: str, node_id: str, name: str,
     user = partner_principal(partner_id)
     password = new_password()
     upsert_scram_user(admin, user, password)
-    create_topics(admin, topics.partner_topics(partner_id), settings.topic_partitions)
+    ensure_topics(admin, topics.partner_topics(partner_id), settings.topic_partitions)
     apply_grants(admin, partner_grants(topics, partner_id))
     partner = Partner(partner_id=partner_id, name=name, kind=kind, home_node_id=node_id)
     event = PartnerRegistered(event_id=uuid.uuid4(), occurred_at=datetime.now(UTC),

@@ -23,13 +23,13 @@ from matcher.kafka_principals import (
     cases_grants,
     check_partner_id,
     coordinator_app_grants,
-    create_topics,
     engine_grants,
     new_password,
     partner_grants,
     partner_principal,
     upsert_scram_user,
 )
+from matcher.localkafka import ensure_topics
 from matcher.runner import running
 from matcher.storage.store import unit_of_work
 from schemas.topics import REGISTRY_KEY, Topics
@@ -90,8 +90,8 @@ async def test_a_partner_writes_only_its_own_topics_and_cannot_pass_for_another(
     settings = engine_settings(kafka_bootstrap, tmp_path, kafka_metadata_max_age_ms=1000)
     topics = Topics(settings.topic_prefix)
     for partner in (alice, bob):
-        create_topics(admin, topics.partner_topics(partner), 1)
-    create_topics(admin, topics.all, 1)
+        ensure_topics(admin, topics.partner_topics(partner), 1)
+    ensure_topics(admin, topics.all, 1)
     partner_access = {partner: new_user(admin, partner_principal(partner))
                       for partner in (alice, bob)}
     for partner in (alice, bob):
@@ -161,7 +161,7 @@ async def test_the_district_principals_write_only_what_their_role_needs(
     admin = admin_of(kafka_bootstrap)
     run = uuid.uuid4().hex[:8]
     topics = Topics(f"t{run}")
-    create_topics(admin, topics.all, 1)
+    ensure_topics(admin, topics.all, 1)
     coordinator_app = new_user(admin, f"coordinator-app-{run}")
     cases = new_user(admin, f"cases-{run}")
     apply_grants(admin, coordinator_app_grants(topics, principal=f"coordinator-app-{run}"))

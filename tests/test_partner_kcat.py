@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from events.app import build_app
-from matcher.kafka_principals import CASES, apply_grants, cases_grants, create_topics
+from matcher.kafka_principals import CASES, apply_grants, cases_grants
+from matcher.localkafka import ensure_topics
 from matcher.runner import running
 from matcher.settings import PROJECT_ROOT
 from matcher.simulator import build_district, registry_events
@@ -67,7 +68,7 @@ async def test_the_guides_kcat_examples_produce_a_proposal(kafka_bootstrap: str,
         pytest.skip("the broker of this run is not secured")
     settings = engine_settings(kafka_bootstrap, tmp_path, kafka_metadata_max_age_ms=1000)
     topics = Topics(settings.topic_prefix)
-    create_topics(admin, topics.all, 3)
+    ensure_topics(admin, topics.all, 3)
     # The guide's case line uses the local broker's `cases` principal, granted per prefix.
     apply_grants(admin, cases_grants(topics, principal=CASES))
     broker_home = Path(os.environ["MATCHER_KAFKA_CLIENT_CONFIG"]).parent
