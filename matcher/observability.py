@@ -44,7 +44,8 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 # What a Kafka client says while a freshly started broker (or freshly created topics) elect
 # their partition leaders and group coordinators: expected, and gone within seconds.
-EMPTY_PARTNER_PATTERN = re.compile(r"partner-(offers|fulfilments) has no partition assignments")
+EMPTY_PARTNER_PATTERN = re.compile(
+    r"partner-(offers|fulfilments) has (had )?no partition assignments")
 WARM_UP_MESSAGES = re.compile(
     r"NotLeaderForPartition|GroupCoordinatorNotAvailable|Marking the coordinator dead|"
     r"LeaderNotAvailable|NotCoordinator|CoordinatorLoadInProgress|"

@@ -86,6 +86,9 @@ def test_an_empty_partner_pattern_is_not_a_warning_but_other_groups_are() -> Non
     empty = record("matcher.broker", logging.WARNING, "Consumer in group g.partner-offers has "
                    "no partition assignments - this could be temporary")
     assert quiet.filter(empty) is False and empty.levelno == logging.DEBUG
+    still = record("matcher.broker", logging.WARNING, "Consumer in group g.partner-fulfilments "
+                   "has had no partition assignments for 120 seconds")
+    assert quiet.filter(still) is False
     stuck = record("matcher.broker", logging.WARNING, "Consumer in group g.needs has no "
                    "partition assignments - this could be temporary")
     assert quiet.filter(stuck) is True and stuck.levelno == logging.WARNING

@@ -118,9 +118,14 @@ async def test_a_recorded_live_day_replays_to_the_same_proposals(kafka_bootstrap
     records = small_day()
 
     received_at = datetime.now(UTC)
+    registry = [parse(value) for _, topic, _, value in records if topic == "registry"]
+    day = [parse(value) for _, topic, _, value in records if topic != "registry"]
     async with running(app):
-        await publish_events(client(kafka_bootstrap), app.topics,
-                             [parse(value) for *_, value in records])
+        # Offers and cases name partners and grids: the registry is applied first, as the
+        # demo does (topics are consumed side by side, in no order between them).
+        await publish_events(client(kafka_bootstrap), app.topics, registry)
+        await wait_for_no_lag(kafka_bootstrap, settings.consumer_group, app.topics)
+        await publish_events(client(kafka_bootstrap), app.topics, day)
         await wait_for_no_lag(kafka_bootstrap, settings.consumer_group, app.topics)
         live_proposals = await settled_proposals(app)
 
