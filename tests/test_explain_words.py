@@ -6,8 +6,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from types import SimpleNamespace
 
+import numpy as np
 from starlette.requests import Request
 
+from matcher.domain.explain import binding_rule
+from matcher.domain.rules import RULES
 from matcher.services.proposal_facts import OfferFacts, ProposalFacts, km_between
 from matcher.web import i18n
 from matcher.web.explain import plain_sentence, refusal_words, unmatched_words
@@ -79,3 +82,14 @@ def test_unmatched_reasons_and_refusals_in_plain_words() -> None:
 def test_distances_are_great_circle_km() -> None:
     assert round(km_between((29.0, 106.6), (29.1, 106.6)) or 0, 1) == 11.1
     assert km_between(None, (29.0, 106.6)) is None
+
+
+def test_the_binding_rule_is_the_one_that_stopped_the_offers_that_came_closest() -> None:
+    failed = np.zeros(len(RULES), dtype=np.int64)
+    reach = next(i for i, rule in enumerate(RULES) if rule.reason_code == "out_of_reach")
+    time = next(i for i, rule in enumerate(RULES) if rule.reason_code == "no_time_overlap")
+    failed[reach] = 12  # most offers are far away...
+    failed[time] = 1  # ...but one in reach had no time that fits: that is what stopped it
+    assert RULES[binding_rule(failed)].reason_code == "no_time_overlap"
+    failed[time] = 0
+    assert RULES[binding_rule(failed)].reason_code == "out_of_reach"

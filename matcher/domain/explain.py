@@ -141,6 +141,18 @@ def explanations(cands: Candidates, chosen: Sequence[Allocation], supply: Supply
     return out
 
 
+def binding_rule(failed_first: IntArray) -> int:
+    """The rule that turned away the offers that came closest: the last one, in the order
+    rules are checked, that any offer failed first.
+
+    An offer failing a later rule passed every earlier one, so that rule is what really
+    stood between the item and an offer; the rule that turned away the most offers (often
+    reach, checked early) is only the commonest obstacle.
+    """
+    turned_away = np.flatnonzero(failed_first)
+    return int(turned_away[-1]) if turned_away.size else 0
+
+
 def unmatched_reason(row: int, demand: Demand, cands: Candidates, had_arcs: bool,
                      served: float, need_name: str) -> tuple[str, str]:
     """Why an item is still (partly) open after the batch: (reason code, words)."""
@@ -148,7 +160,7 @@ def unmatched_reason(row: int, demand: Demand, cands: Candidates, had_arcs: bool
     if cands.joined[row] == 0:
         return "no_offer", f"no active {kind} offer gives '{need_name}'"
     if not had_arcs:
-        rule = int(np.argmax(cands.failed[row]))
+        rule = binding_rule(cands.failed[row])
         return RULES[rule].reason_code, f"{RULES[rule].reason} ('{need_name}')"
     if served > 0:
         return "partly_served", (f"partly served ({served:g} of {demand.open_qty[row]:g}); "
