@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
 from rich.console import Console
 
-from matcher.kafka_access import KafkaAccessError
+from matcher.kafka_access import KafkaAccessError, write_secret
 from matcher.kafka_principals import ProvisioningError
 from matcher.partner_access import add_partner
 from matcher.services.partner_door import issue_key
@@ -78,7 +77,4 @@ def write_http_key(settings: Settings, partner_id: str, path: Path) -> None:
     migrate(database)
     with unit_of_work(database) as store:
         secret = issue_key(store, partner_id, at=datetime.now(UTC))
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
-        file.write(secret + "\n")
-    os.chmod(path, 0o600)
+    write_secret(path, secret + "\n")

@@ -144,8 +144,13 @@ def read_properties(path: Path) -> dict[str, str]:
 
 def write_properties(path: Path, props: dict[str, str], comment: str) -> None:
     """Write a client properties file readable by its owner only: it holds a password."""
+    write_secret(path, f"# {comment}\n" + "".join(f"{key}={value}\n"
+                                                  for key, value in props.items()))
+
+
+def write_secret(path: Path, text: str) -> None:
+    """Write a file only its owner may read (it is never readable by others, even briefly)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = f"# {comment}\n" + "".join(f"{key}={value}\n" for key, value in props.items())
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w", encoding="utf-8") as file:
         file.write(text)
