@@ -1,17 +1,24 @@
-"""Quality on a simulated district month: the engine against first-come-first-served greedy.
+"""Quality on a simulated district month, judged by what beneficiaries get.
 
-Run from the repository root (about 5 minutes on 2 cores):
+Run from the repository root (about 10 minutes on 2 cores for 30 days):
 
     .venv/bin/python benchmarks/quality_month.py --markdown benchmarks/out/quality.md
 
-One event stream (`simulate_month`, seeded) is applied to two fresh SQLite files through
-`MatchingEngine.ingest`, event by event, side by side. Every `--every` applied events (and
-at the end of each day) each side matches its dirty shards: one with the engine's batch
-(`match_shard`), one with the greedy baseline (`baselines.greedy_batch`) on the same state,
-rules and scores. Proposals stay pending: a pending proposal already holds the offer's
-capacity and serves the item, exactly as an approved one would, and every revocation
-(offer updated or withdrawn, case updated or closed) hits both sides alike. Progress goes to
-stderr, the table to stdout.
+One seeded event stream (`simulate_month`) is fed, event by event, to three policies:
+
+- the engine: a fresh SQLite file through `MatchingEngine.ingest`, its own batches
+  (`match_shard`) on the dirty shards every `--every` events and at the end of each day;
+- first-come-first-served greedy and urgency-first greedy from `plain.py`, which read the
+  same events with their own plain eligibility code and keep their own ledgers, so neither
+  shares the engine's candidates, frames or score.
+
+Each policy's allocations (for the engine: the proposals still holding at the end) are then
+judged by `plain.judge`, code that is not the engine's: priority-weighted fulfilment by the
+deadline, urgent items served in full, goods left to expire, travel, grid fairness,
+continuity of recurring visits, and every allocation that breaks a rule or a capacity. The
+hindsight LP bound knows the whole month in advance. Proposals stay pending, as if approved
+at once: a pending proposal holds the offer's capacity exactly as an approved one would.
+Progress goes to stderr, the table to stdout.
 """
 
 from __future__ import annotations
@@ -21,22 +28,20 @@ import dataclasses
 import math
 import sys
 import time
-from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from baselines import greedy_batch
+import plain
 from sqlalchemy import Engine, event
 
 from matcher.domain.allocation import build_problem
 from matcher.domain.candidates import generate
 from matcher.domain.errors import DomainError
 from matcher.domain.frames import SOLVER_SCALE, Vocabulary, build_demand, build_supply
-from matcher.domain.pairs import haversine_km
 from matcher.domain.scoring import ScoringContext, Weights
 from matcher.services.engine import MatchingEngine
 from matcher.services.matching import MatchingConfig
@@ -52,8 +57,6 @@ from schemas.topics import Topics
 START = date(2025, 3, 3)
 # The simulator's weekday baseline of a district day, scaled by --scale.
 DAY_COUNTS = {"cases": 600, "volunteer_offers": 400, "goods_offers": 150, "service_offers": 80}
-# A grid counts as left behind below this priority-weighted fulfilment.
-LEFT_BEHIND = 0.5
 HOLDING_STATUSES = [status.value for status in HOLDING]
 
 
@@ -71,31 +74,75 @@ def priority(urgency: Any, vulnerability: Any) -> Any:
 
 
 @dataclass
-class Side:
-    """One way of matching, fed the same events as the others."""
+class EngineSide:
+    """The engine, fed the stream through its own ingest and matching its dirty shards."""
 
-    name: str
     engine: MatchingEngine
-    match: Callable[[MatchingEngine, str, datetime], Any]
+    name: str = "engine"
     batches: int = 0
-    seconds: list[float] = field(default_factory=list)
-    proposals: int = 0
+    seconds: float = 0.0
     objective: float = 0.0
     solver_bound: float = 0.0
-    statuses: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    statuses: dict[str, int] = field(default_factory=dict)
+
+    def apply(self, incoming: Event) -> bool:
+        """Apply one event; False when the engine refuses it."""
+        try:
+            self.engine.ingest(incoming, topic="bench.simulated")
+        except DomainError:
+            return False
+        return True
+
+    def batch(self, now: datetime) -> None:
+        """One batch per dirty shard, as continuous matching runs them."""
+        started = time.perf_counter()
+        for shard in self.engine.due_shards(0):
+            report = self.engine.match_shard(shard)
+            self.batches += 1
+            self.statuses[report.status] = self.statuses.get(report.status, 0) + 1
+            if math.isfinite(report.objective) and math.isfinite(report.bound):
+                self.objective += report.objective
+                self.solver_bound += report.bound
+        self.seconds += time.perf_counter() - started
+
+    def allocations(self) -> list[plain.Given]:
+        """The proposals still holding capacity, as allocations."""
+        with unit_of_work(self.engine.db) as store:
+            rows = store.proposals_where(proposals.c.status.in_(HOLDING_STATUSES))
+        return [plain.as_given(row) for row in rows]
 
 
-def engine_match(engine: MatchingEngine, shard: str, now: datetime) -> Any:
-    """The engine's own batch."""
-    return engine.match_shard(shard)
+@dataclass
+class GreedySide:
+    """A plain greedy policy over its own reading of the stream."""
 
+    greedy: plain.Greedy
+    batches: int = 0
+    seconds: float = 0.0
+    dirty: bool = False
 
-def greedy_match(engine: MatchingEngine, shard: str, now: datetime) -> Any:
-    """The baseline's batch, in the engine's write transaction, with the engine's weights."""
-    assert engine.matching is not None
-    with engine.writing() as store:
-        return greedy_batch(store, shard, now, weights=engine.matching.weights,
-                            k=engine.matching.candidates_per_item)
+    @property
+    def name(self) -> str:
+        return self.greedy.name
+
+    def on_change(self, changed: str | None, incoming: Event) -> None:
+        """Let the policy drop what the change makes impossible."""
+        if changed is not None:
+            self.greedy.on_event(changed, incoming, incoming.occurred_at)
+            self.dirty = True
+
+    def batch(self, now: datetime) -> None:
+        """One pass over the open items, when something changed since the last."""
+        if not self.dirty:
+            return
+        started = time.perf_counter()
+        self.greedy.batch(now)
+        self.batches += 1
+        self.dirty = False
+        self.seconds += time.perf_counter() - started
+
+    def allocations(self) -> list[plain.Given]:
+        return list(self.greedy.ledger.given)
 
 
 def open_database(path: Path) -> Engine:
@@ -124,163 +171,77 @@ class Clock:
 
 @dataclass
 class Month:
-    """What the run leaves behind: each side's database and counters, and offer publication."""
+    """What the run leaves behind: the world as the events said, and every policy."""
 
-    sides: list[Side]
+    world: plain.World
+    engine: EngineSide
+    greedy: list[GreedySide]
     published: dict[str, datetime]
     events: int
     refused: int
     start: datetime
+    end: datetime
+
+    @property
+    def sides(self) -> list[EngineSide | GreedySide]:
+        return [self.engine, *self.greedy]
 
 
 def run_month(folder: Path, *, days: int, scale: float, every: int, seed: int,
               weights: Weights | None = None) -> Month:
-    """Feed a simulated month to every side, matching as continuous matching would."""
+    """Feed a simulated month to every policy, each matching as continuous matching would."""
     district = build_district(seed=seed)
     start = datetime(START.year, START.month, START.day, tzinfo=UTC)
     clock = Clock(start - timedelta(days=1))
     topics = Topics("bench")
     config = MatchingConfig(topics=topics, weights=weights or Weights())
-    sides = [
-        Side("engine", MatchingEngine(db=open_database(folder / "engine.db"), topics=topics,
-                                      matching=config, clock=clock), engine_match),
-        Side("greedy (FCFS)", MatchingEngine(db=open_database(folder / "greedy.db"),
-                                             topics=topics, matching=config, clock=clock),
-             greedy_match),
-    ]
+    engine = EngineSide(MatchingEngine(db=open_database(folder / "engine.db"), topics=topics,
+                                       matching=config, clock=clock))
+    world = plain.World()
+    greedy = [GreedySide(plain.Greedy("greedy (FCFS)", world, plain.fcfs_order)),
+              GreedySide(plain.Greedy("greedy (urgency first)", world, plain.urgency_order))]
     for registration in registry_events(district, clock.now):
-        for side in sides:
-            side.engine.ingest(registration, topic=topics.registry)
+        engine.engine.ingest(registration, topic=topics.registry)
+        world.apply(registration)
     counts = {name: max(1, round(value * scale)) for name, value in DAY_COUNTS.items()}
     published: dict[str, datetime] = {}
     applied = refused = 0
     started = time.perf_counter()
+    sides: list[EngineSide | GreedySide] = [engine, *greedy]
     for number, day_events in enumerate(simulate_month(district, START, days=days, seed=seed,
                                                        **counts), start=1):
         for incoming in day_events:
             clock.now = incoming.occurred_at
             if isinstance(incoming, OfferPublished):
                 published.setdefault(incoming.payload.offer_id, incoming.occurred_at)
-            refused += sum(not _apply(side, incoming) for side in sides)
+            if not engine.apply(incoming):
+                refused += 1
+                continue
+            changed = world.apply(incoming)
+            for side in greedy:
+                side.on_change(changed, incoming)
             applied += 1
             if applied % every == 0:
-                _match_due(sides, clock.now)
-        _match_due(sides, clock.now)
+                for side in sides:
+                    side.batch(clock.now)
+        for side in sides:
+            side.batch(clock.now)
         log(f"day {number}/{days}: {applied} events, "
-            + ", ".join(f"{s.name} {s.batches} batches {sum(s.seconds):.0f}s" for s in sides)
+            + ", ".join(f"{s.name} {s.batches} batches {s.seconds:.0f}s" for s in sides)
             + f" ({time.perf_counter() - started:.0f}s)")
-    return Month(sides, published, applied, refused, start)
+    return Month(world, engine, greedy, published, applied, refused, start, clock.now)
 
 
-def _apply(side: Side, incoming: Event) -> bool:
-    """Apply one event to one side; False when refused (the same event is refused by all)."""
-    try:
-        side.engine.ingest(incoming, topic="bench.simulated")
-    except DomainError:
-        return False
-    return True
-
-
-def _match_due(sides: Sequence[Side], now: datetime) -> None:
-    """Run a batch for every dirty shard of every side, timing each."""
-    for side in sides:
-        for shard in side.engine.due_shards(0):
-            started = time.perf_counter()
-            report = side.match(side.engine, shard, now)
-            side.seconds.append(time.perf_counter() - started)
-            side.batches += 1
-            if isinstance(report, int):
-                side.proposals += report
-            else:
-                side.proposals += report.proposals
-                side.statuses[report.status] += 1
-                if math.isfinite(report.objective) and math.isfinite(report.bound):
-                    side.objective += report.objective
-                    side.solver_bound += report.bound
-
-
-# --------------------------------------------------------------------------- metrics
-
-
-@dataclass(frozen=True)
-class Quality:
-    """The month's outcome for one side."""
-
-    name: str
-    fulfilment: float  # sum(priority x share served) / sum(priority)
-    items_served: float  # share of items served in full
-    proposals: int
-    mean_km: float
-    total_km: float
-    grids_left_behind: float  # share of grids below LEFT_BEHIND
-    gini: float
-    min_over_mean: float
-    by_kind: dict[str, float]
-
-
-def gini(values: np.ndarray) -> float:
-    """Gini coefficient of non-negative values (0: all equal)."""
-    if len(values) == 0 or values.sum() == 0:
-        return 0.0
-    ordered = np.sort(values)
-    n = len(ordered)
-    return float((2 * np.arange(1, n + 1) - n - 1) @ ordered / (n * ordered.sum()))
-
-
-def state_at_end(db: Engine) -> dict[str, Any]:
-    """Live items, what holding proposals serve, holding proposals, offers and nodes."""
+def state_at_end(db: Engine, until: datetime) -> dict[str, Any]:
+    """The items due by `until` (those the judge counts), live offers and nodes of the
+    engine's database: what the hindsight bound is computed over."""
     with unit_of_work(db) as store:
         return {
-            "items": store.open_items(),
-            "served": store.served_by_item(),
-            "proposals": store.proposals_where(proposals.c.status.in_(HOLDING_STATUSES)),
+            "items": [item for item in store.open_items()
+                      if min(item["window_end"], item["deadline"]) <= until],
             "offers": store.active_offers(),
             "nodes": {node.node_id: node for node in store.all_nodes()},
         }
-
-
-def measure(name: str, state: dict[str, Any]) -> Quality:
-    """Priority-weighted fulfilment, travel and fairness across grids, from the end state."""
-    items, served = state["items"], state["served"]
-    weight = np.asarray([priority(i["urgency"], i["beneficiary"]["vulnerability"])
-                         for i in items], dtype=np.float64)
-    share = np.asarray([min(1.0, served.get((i["case_id"], i["item_id"]), 0.0) / i["quantity"])
-                        for i in items], dtype=np.float64)
-    by_grid: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
-    by_kind: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
-    for item, w, s in zip(items, weight.tolist(), share.tolist(), strict=True):
-        for table, key in ((by_grid, item["grid_id"]), (by_kind, item["kind"])):
-            table[key][0] += w * s
-            table[key][1] += w
-    grid = np.asarray([done / total for done, total in by_grid.values()])
-    km = travel_km(state)
-    return Quality(
-        name=name, fulfilment=float(weight @ share / weight.sum()),
-        items_served=float(np.mean(share >= 1.0 - 1e-9)), proposals=len(state["proposals"]),
-        mean_km=float(km.mean()) if len(km) else math.nan, total_km=float(km.sum()),
-        grids_left_behind=float(np.mean(grid < LEFT_BEHIND)), gini=gini(grid),
-        min_over_mean=float(grid.min() / grid.mean()) if grid.mean() > 0 else 0.0,
-        by_kind={kind: done / total for kind, (done, total) in sorted(by_kind.items())},
-    )
-
-
-def travel_km(state: dict[str, Any]) -> np.ndarray:
-    """Distance between beneficiary and offer of each holding proposal where both are known."""
-    vocab = Vocabulary()
-    demand = build_demand(state["items"], {}, state["nodes"], vocab)
-    supply = build_supply([{"offer_id": o.offer_id, "payload": o.payload}
-                           for o in state["offers"]], {}, state["nodes"], vocab)
-    row_of_offer: dict[str, int] = {}
-    for row, offer_id in enumerate(supply.offer_id):
-        row_of_offer.setdefault(offer_id, row)
-    pairs = [(demand.row_of_item[(p.case_id, p.item_id)], row_of_offer[p.offer_id])
-             for p in state["proposals"]
-             if (p.case_id, p.item_id) in demand.row_of_item and p.offer_id in row_of_offer]
-    if not pairs:
-        return np.zeros(0)
-    d, s = (np.asarray(column, dtype=np.int64) for column in zip(*pairs, strict=True))
-    km = haversine_km(demand.lat[d], demand.lon[d], supply.lat[s], supply.lon[s])
-    return km[np.isfinite(km)]
 
 
 # --------------------------------------------------------------------------- the bound
@@ -366,38 +327,51 @@ def _restricted(problem: Problem, arcs: np.ndarray) -> Problem:
 # --------------------------------------------------------------------------- report
 
 
-def table(results: Sequence[Quality], bound: Bound, sides: Sequence[Side]) -> str:
-    """The comparison as a Markdown table."""
-    kinds = sorted({kind for q in results for kind in q.by_kind})
+def judged(month: Month) -> list[plain.Outcome]:
+    """Every policy's allocations judged by the plain judge, over the same world."""
+    return [plain.judge(side.name, month.world, side.allocations(), month.end)
+            for side in month.sides]
+
+
+def table(outcomes: Sequence[plain.Outcome], bound: Bound,
+          sides: Sequence[EngineSide | GreedySide]) -> str:
+    """The comparison as a Markdown table, and the violations each policy made."""
+    kinds = sorted({kind for outcome in outcomes for kind in outcome.by_kind})
     lines = [
         "| | priority-weighted fulfilment | " + " | ".join(kinds)
-        + " | items served in full | proposals | mean km | total km | grids < 50 % "
-        "| grid Gini | grid min / mean | batch s (mean / max) |",
-        "|---|---:|" + "---:|" * len(kinds) + "---:|---:|---:|---:|---:|---:|---:|---:|",
+        + " | urgent in full by deadline | items in full | allocations | mean km "
+        "| expiring goods unused | grids < 50 % | grid Gini | continuity | violations "
+        "| seconds matching |",
+        "|---|---:|" + "---:|" * len(kinds) + "---:|" * 10,
     ]
-    for quality, side in zip(results, sides, strict=True):
+    for outcome, side in zip(outcomes, sides, strict=True):
+        violations = sum(outcome.violations.values())
         lines.append(
-            f"| {quality.name} | {quality.fulfilment:.1%} | "
-            + " | ".join(f"{quality.by_kind.get(kind, 0):.1%}" for kind in kinds)
-            + f" | {quality.items_served:.1%} | {quality.proposals} | {quality.mean_km:.2f} "
-            f"| {quality.total_km:,.0f} | {quality.grids_left_behind:.1%} | {quality.gini:.3f} "
-            f"| {quality.min_over_mean:.2f} "
-            f"| {np.mean(side.seconds):.2f} / {np.max(side.seconds):.2f} |")
+            f"| {outcome.name} | {outcome.fulfilment:.1%} | "
+            + " | ".join(f"{outcome.by_kind.get(kind, 0):.1%}" for kind in kinds)
+            + f" | {outcome.urgent_in_full:.1%} | {outcome.items_in_full:.1%} "
+            f"| {outcome.allocations} | {outcome.mean_km:.2f} "
+            f"| {outcome.expiring_goods_unused:.1%} | {outcome.grids_left_behind:.1%} "
+            f"| {outcome.grid_gini:.3f} | {outcome.continuity:.1%} | {violations} "
+            f"| {side.seconds:.0f} |")
     lines.append(
         f"| hindsight LP bound | {bound.fulfilment:.1%} | "
         + " | ".join(f"{bound.by_kind.get(kind, 0):.1%}" for kind in kinds)
-        + " | | | | | | | | |")
-    return "\n".join(lines) + "\n"
+        + " |" + " |" * 10)
+    broken = [f"{o.name}: " + ", ".join(f"{k} {v}" for k, v in o.violations.items())
+              for o in outcomes if o.violations]
+    return "\n".join(lines) + "\n" + ("\nViolations: " + "; ".join(broken) + "\n"
+                                      if broken else "\nViolations: none.\n")
 
 
 def summary(month: Month, bound: Bound) -> str:
     """A few lines on the run, the bound and the engine's own per-batch gap."""
-    engine = month.sides[0]
+    engine = month.engine
     gap = ((engine.solver_bound - engine.objective) / engine.solver_bound
            if engine.solver_bound else 0.0)
     statuses = ", ".join(f"{status} {n}" for status, n in sorted(engine.statuses.items()))
     return (
-        f"{month.events} events applied to each side ({month.refused} refusals in all); "
+        f"{month.events} events applied ({month.refused} refused by the engine and skipped); "
         f"{engine.batches} engine batches ({statuses}); summed over batches the engine's plan "
         f"is within {gap:.2%} of its solver's proven bound. Hindsight LP: {bound.needs} items, "
         f"{bound.offers} supply units, {bound.arcs:,} arcs, {bound.seconds:.0f} s.\n"
@@ -411,7 +385,7 @@ def main(argv: Iterable[str] | None = None) -> None:
     parser.add_argument("--scale", type=float, default=0.4,
                         help="share of the simulator's default day (600 cases, 630 offers)")
     parser.add_argument("--every", type=int, default=50,
-                        help="match dirty shards after this many applied events")
+                        help="match after this many applied events")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--folder", type=Path, default=Path("benchmarks/out/quality"))
     parser.add_argument("--markdown", type=Path, help="also write the table to this file")
@@ -420,12 +394,12 @@ def main(argv: Iterable[str] | None = None) -> None:
     args.folder.mkdir(parents=True, exist_ok=True)
     month = run_month(args.folder, days=args.days, scale=args.scale, every=args.every,
                       seed=args.seed)
-    states = [state_at_end(side.engine.db) for side in month.sides]
-    results = [measure(side.name, state) for side, state in zip(month.sides, states,
-                                                                strict=True)]
+    log("judging every policy")
+    outcomes = judged(month)
     log("computing the hindsight LP bound")
-    bound = hindsight_bound(states[0], month.published, month.start)
-    text = table(results, bound, month.sides) + "\n" + summary(month, bound)
+    bound = hindsight_bound(state_at_end(month.engine.engine.db, month.end), month.published,
+                            month.start)
+    text = table(outcomes, bound, month.sides) + "\n" + summary(month, bound)
     print(text)
     if args.markdown:
         args.markdown.parent.mkdir(parents=True, exist_ok=True)

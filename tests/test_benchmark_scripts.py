@@ -21,28 +21,27 @@ import quality_month
 import speed
 
 
-def test_quality_month_compares_engine_greedy_and_the_bound(tmp_path: Path) -> None:
+def test_quality_month_judges_the_engine_and_both_greedy_baselines(tmp_path: Path) -> None:
     month = quality_month.run_month(tmp_path, days=1, scale=0.1, every=25, seed=3)
-    states = [quality_month.state_at_end(side.engine.db) for side in month.sides]
-    results = [quality_month.measure(side.name, state)
-               for side, state in zip(month.sides, states, strict=True)]
-    bound = quality_month.hindsight_bound(states[0], month.published, month.start)
+    outcomes = quality_month.judged(month)
+    bound = quality_month.hindsight_bound(
+        quality_month.state_at_end(month.engine.engine.db, month.end), month.published,
+        month.start)
 
-    engine, greedy = results
     assert month.events > 100 and all(side.batches > 0 for side in month.sides)
-    assert engine.proposals > 0 and greedy.proposals > 0
-    for result in results:
-        assert 0.0 < result.fulfilment <= bound.fulfilment + 1e-9
-        assert 0.0 <= result.gini <= 1.0 and result.mean_km >= 0.0
-    text = quality_month.table(results, bound, month.sides)
-    assert "| engine |" in text and "| greedy (FCFS) |" in text
-    assert "| hindsight LP bound |" in text
+    assert [o.name for o in outcomes] == ["engine", "greedy (FCFS)", "greedy (urgency first)"]
+    for outcome in outcomes:
+        assert outcome.allocations > 0 and 0.0 < outcome.fulfilment <= bound.fulfilment
+        assert 0.0 <= outcome.grid_gini <= 1.0 and outcome.mean_km >= 0.0
+        assert outcome.violations == {}, outcome.name
+    assert 0.0 < bound.fulfilment <= 1.0
+    text = quality_month.table(outcomes, bound, month.sides)
+    assert "| engine |" in text and "| greedy (urgency first) |" in text
+    assert "| hindsight LP bound |" in text and "Violations: none." in text
 
 
-def test_priority_and_gini() -> None:
+def test_priority() -> None:
     assert quality_month.priority(5, 5) == 25
-    assert quality_month.gini(np.array([0.5, 0.5, 0.5])) == 0.0
-    assert quality_month.gini(np.array([0.0, 0.0, 1.0])) == pytest.approx(2 / 3)
 
 
 @pytest.fixture(scope="module")

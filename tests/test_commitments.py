@@ -234,3 +234,67 @@ def test_a_release_shows_in_the_console_beside_the_proposal_state(db: Engine) ->
     assert any(h["event_type"] == "match.released" for h in shown["history"])
     page = client.get("/console/proposals/p1")
     assert page.status_code == 200 and "less than was approved" in page.text
+
+
+# --- pending proposals across updates --------------------------------------------------------
+
+
+def pending(db: Engine) -> dict[str, tuple[str, str, float]]:
+    """Pending proposals: id -> (case, item, amount)."""
+    with unit_of_work(db) as store:
+        return {p.proposal_id: (p.case_id, p.item_id, p.amount)
+                for p in store.proposals_where(proposals.c.status == "proposed")}
+
+
+def test_a_case_update_keeps_the_pending_proposals_of_items_it_leaves_alone(
+        db: Engine) -> None:
+    engine = engine_at(db)
+    rice = f.item("i1", kind="goods", need="rice", unit="kg", quantity=4)
+    oil = f.item("i2", kind="goods", need="cooking_oil", unit="kg", quantity=2)
+    feed(engine, f.goods_offer("g1", "p1", quantity=10), f.case("c1", items=[rice]))
+    engine.match_shard(f.CENTRE)
+    [before] = pending(db)
+    # More urgent, and a second item asked for: the rice proposal still holds as it was.
+    feed(engine, f.case("c1", version=2, event_type="case.updated",
+                        items=[{**rice, "urgency": 5}, oil]))
+    assert before in pending(db)
+    # The quantity asked changes: that item's proposal is made again.
+    feed(engine, f.case("c1", version=3, event_type="case.updated",
+                        items=[{**rice, "urgency": 5, "quantity": 6}, oil]))
+    assert before not in pending(db)
+    [revoked] = events(db, "match.revoked")
+    assert revoked["proposal_id"] == before and revoked["reason_code"] == "case_updated"
+
+
+def test_an_offer_update_of_capacity_alone_keeps_what_still_fits(db: Engine) -> None:
+    engine = engine_at(db)
+    feed(engine, f.goods_offer("lot", "p1", quantity=20),
+         *(f.case(f"c{n}", items=[f.item(kind="goods", need="rice", unit="kg", quantity=q)])
+           for n, q in enumerate([5, 5, 10])))
+    engine.match_shard(f.CENTRE)
+    assert len(pending(db)) == 3
+    grown = dict(f.goods_offer("lot", "p1", quantity=30)["payload"], version=2)
+    feed(engine, f.envelope("offer.updated", "p1", grown))
+    assert len(pending(db)) == 3 and events(db, "match.revoked") == []
+    shrunk = dict(f.goods_offer("lot", "p1", quantity=15)["payload"], version=3)
+    feed(engine, f.envelope("offer.updated", "p1", shrunk))
+    # The fewest taken back: the one of 10 rather than two of 5.
+    assert sorted(case for case, _, _ in pending(db).values()) == ["c0", "c1"]
+    [revoked] = events(db, "match.revoked")
+    assert (revoked["case_id"], revoked["reason_code"]) == ("c2", "capacity_reduced")
+
+
+def test_an_offer_update_beyond_capacity_makes_its_pending_proposals_again(
+        db: Engine) -> None:
+    engine = engine_at(db)
+    feed(engine, f.goods_offer("lot", "p1", quantity=20),
+         f.case("c1", items=[f.item(kind="goods", need="rice", unit="kg", quantity=5)]))
+    engine.match_shard(f.CENTRE)
+    [before] = pending(db)
+    # A use-by date now: whom the lot can serve may change, so the proposal is made again.
+    dated = dict(f.goods_offer("lot", "p1", quantity=20, expires_in_days=5)["payload"],
+                 version=2)
+    feed(engine, f.envelope("offer.updated", "p1", dated))
+    assert pending(db) == {}
+    [revoked] = events(db, "match.revoked")
+    assert (revoked["proposal_id"], revoked["reason_code"]) == (before, "offer_updated")

@@ -6,11 +6,51 @@ Pure: plain values in, plain values out; the services apply the answer.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 SLACK = 1e-6  # float sums of amounts may overshoot by rounding
+
+# What an offer says about how much it gives, per kind. An update that changes only these
+# leaves every pending proposal on the offer possible or fits it out, fewest first; any
+# other change (skills, place, unit, groups...) may change whom the offer can serve.
+CAPACITY_FIELDS = {
+    "volunteer": frozenset({"availability", "weekly_hour_limit"}),
+    "goods": frozenset({"quantity"}),
+    "service": frozenset({"slots"}),
+}
+# An item or a person may become more pressing without any match of theirs changing.
+PRESSING_ITEM_FIELDS = frozenset({"urgency"})
+PRESSING_PERSON_FIELDS = frozenset({"vulnerability"})
+
+
+def _same_except(old: Mapping[str, Any], new: Mapping[str, Any], ignored: frozenset[str]
+                 ) -> bool:
+    """Whether two records agree on every field but the ignored ones."""
+    keys = (set(old) | set(new)) - ignored
+    return all(old.get(key) == new.get(key) for key in keys)
+
+
+def only_capacity_changed(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """Whether an offer update changes only how much it gives, never whom it may serve."""
+    if old.get("kind") != new.get("kind"):
+        return False
+    ignored = CAPACITY_FIELDS.get(str(new.get("kind")), frozenset()) | {"version"}
+    return _same_except(old, new, ignored)
+
+
+def item_unchanged_for_matching(old: Mapping[str, Any] | None,
+                                new: Mapping[str, Any] | None) -> bool:
+    """Whether a case update leaves an item as its matches saw it (it may be more urgent)."""
+    return old is not None and new is not None \
+        and _same_except(old, new, PRESSING_ITEM_FIELDS)
+
+
+def person_unchanged_for_matching(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """Whether a case update leaves the beneficiary as their matches saw them."""
+    return _same_except(old, new, PRESSING_PERSON_FIELDS)
 
 
 def has_begun(*, kind: str, status: str, window_start: datetime | None, now: datetime) -> bool:

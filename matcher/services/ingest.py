@@ -14,6 +14,11 @@ from datetime import UTC, datetime
 from typing import Any, TypeAlias
 
 from matcher.domain.capacity import item_unit, offer_capacity, offer_live_until
+from matcher.domain.commitments import (
+    item_unchanged_for_matching,
+    only_capacity_changed,
+    person_unchanged_for_matching,
+)
 from matcher.domain.errors import (
     InvalidCommand,
     InvalidHierarchy,
@@ -155,8 +160,10 @@ def publish_offer(event: OfferPublished, store: Store, ctx: Context) -> str:
 
 
 def update_offer(event: OfferUpdated, store: Store, ctx: Context) -> str:
-    """The owner replaces an offer with a newer version; pending proposals on it are re-made,
-    approved ones it cannot hold any more are released (fewest first)."""
+    """The owner replaces an offer with a newer version. When only its capacity changed
+    (hours, availability, quantity, slots), matches on it stay while it can hold them and the
+    fewest are taken back, pending before approved; any other change re-makes the pending
+    proposals. Approved ones it cannot hold any more are released either way."""
     _check_producer_owns(event, store)
     offer = event.payload
     existing = _owned_offer(offer.offer_id, event.producer, store)
@@ -166,11 +173,12 @@ def update_offer(event: OfferUpdated, store: Store, ctx: Context) -> str:
     if existing.kind != offer.kind:
         raise UnknownReference(f"offer '{offer.offer_id}' is a {existing.kind} offer")
     _save_offer(event, store, ctx)
-    _revoke(store, ctx, store.holding_for_offer(offer.offer_id),
-            (ProposalStatus.PROPOSED,), "offer_updated",
-            f"offer {offer.offer_id} changed (v{offer.version})", event.occurred_at)
     saved = store.offer(offer.offer_id)
     assert saved is not None  # just saved
+    if not only_capacity_changed(existing.payload, saved.payload):
+        _revoke(store, ctx, store.holding_for_offer(offer.offer_id),
+                (ProposalStatus.PROPOSED,), "offer_updated",
+                f"offer {offer.offer_id} changed (v{offer.version})", event.occurred_at)
     releaser = _releaser(store, ctx, event.occurred_at)
     release_for_offer(releaser, saved, ctx.timezone)
     ctx.changed_shards.update(releaser.changed_shards)
@@ -279,7 +287,8 @@ def open_case(event: CaseOpened, store: Store, ctx: Context) -> str:
 
 
 def update_case(event: CaseUpdated, store: Store, ctx: Context) -> str:
-    """A grid replaces a case; pending proposals are re-made, approved ones kept while still
+    """A grid replaces a case. Pending proposals of items it changes are re-made; those of
+    items left as they were (or only more urgent) stay. Approved ones are kept while still
     asked for (of an item asked for less, the fewest that no longer fit are released)."""
     case = event.payload
     path = _grid_path(case.grid_id, store)
@@ -291,12 +300,19 @@ def update_case(event: CaseUpdated, store: Store, ctx: Context) -> str:
     if existing.status != "open":
         raise StaleVersion(f"case '{case.case_id}' is closed")
     shard = shard_of(path, ctx.shard_level)
+    before = store.case_items(case.case_id)
+    beneficiary, items = case.beneficiary.model_dump(mode="json"), _case_items(case)
     store.save_case(case_id=case.case_id, grid_id=case.grid_id, shard=shard,
-                    version=case.version, beneficiary=case.beneficiary.model_dump(mode="json"),
-                    items=_case_items(case), at=event.occurred_at)
+                    version=case.version, beneficiary=beneficiary, items=items,
+                    at=event.occurred_at)
     ctx.changed_shards.update({shard, existing.shard})
-    holding = store.holding_for_case(case.case_id)
-    _revoke(store, ctx, holding, (ProposalStatus.PROPOSED,), "case_updated",
+    after = {item["item_id"]: item for item in items}
+    same_person = person_unchanged_for_matching(existing.beneficiary, beneficiary) \
+        and case.grid_id == existing.grid_id
+    touched = [p for p in store.holding_for_case(case.case_id)
+               if not (same_person and item_unchanged_for_matching(before.get(p.item_id),
+                                                                   after.get(p.item_id)))]
+    _revoke(store, ctx, touched, (ProposalStatus.PROPOSED,), "case_updated",
             f"case {case.case_id} changed (v{case.version})", event.occurred_at)
     releaser = _releaser(store, ctx, event.occurred_at)
     release_for_case(releaser, case.case_id,

@@ -89,13 +89,24 @@ class Releaser:
 
     def fit(self, holding: Sequence[ProposalRow], capacity: float, code: str,
             reason: str) -> None:
-        """Release the fewest approved matches so that `holding` fits in `capacity`."""
+        """Take back the fewest matches so that `holding` fits in `capacity`: pending
+        proposals first (revoked), then approved matches (released)."""
         live = [p for p in holding if p.proposal_id not in self.released]
         by_id = {p.proposal_id: p for p in live}
         for key in to_release([self._held(p) for p in live], capacity):
-            self.release(by_id[key], code, reason)
+            self.take_back(by_id[key], code, reason)
+
+    def take_back(self, proposal: ProposalRow, code: str, reason: str) -> None:
+        """Revoke a pending proposal, release an approved match."""
+        if proposal.status == ProposalStatus.PROPOSED:
+            self.revoke(proposal, code, reason)
+        else:
+            self.release(proposal, code, reason)
 
     def _held(self, p: ProposalRow) -> Held:
+        if p.status == ProposalStatus.PROPOSED:
+            return Held(key=p.proposal_id, amount=p.amount, releasable=True,
+                        since=p.created_at, pending=True)
         return Held(key=p.proposal_id, amount=p.amount,
                     releasable=may_release(kind=p.kind, status=p.status,
                                            window_start=p.window_start, now=self.at),
@@ -103,23 +114,24 @@ class Releaser:
 
 
 def _committed(rows: Iterable[ProposalRow]) -> list[ProposalRow]:
-    """Approved and fulfilled matches (pending ones are re-made by the update anyway)."""
+    """Approved and fulfilled matches (a case update re-makes the pending ones it touches)."""
     return [p for p in rows if p.status in (ProposalStatus.APPROVED, ProposalStatus.FULFILLED)]
 
 
 def release_for_offer(releaser: Releaser, offer: OfferRow,
                       timezone: str = DEFAULT_ZONE) -> None:
-    """After an offer update: release what the new version cannot hold any more (a slot
-    removed or moved, the volunteer no longer free then), then the fewest approved matches
-    that bring each slot, the offer and the volunteer's weeks back within capacity."""
+    """After an offer update: take back what the new version cannot hold any more (a slot
+    removed or moved, the volunteer no longer free then), then the fewest matches, pending
+    before approved, that bring each slot, the offer and the volunteer's weeks back within
+    capacity."""
     store, at = releaser.store, releaser.at
-    holding = _committed(store.holding_for_offer(offer.offer_id))
+    holding = store.holding_for_offer(offer.offer_id)
     for p in holding:
-        if p.status == ProposalStatus.APPROVED and may_release(
+        if p.status == ProposalStatus.PROPOSED or may_release(
                 kind=p.kind, status=p.status, window_start=p.window_start, now=at):
             why = impossible_reason(p, offer, at)
             if why is not None:
-                releaser.release(p, why[0], why[1])
+                releaser.take_back(p, why[0], why[1])
     if offer.kind == OfferKind.VOLUNTEER.value:
         # Visits lie inside the windows (checked above) and never overlap, so the windows'
         # hours hold them; what may not hold any more is the volunteer's week.

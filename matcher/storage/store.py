@@ -427,6 +427,18 @@ class Store:
         return set(self.conn.execute(
             select(cases.c.shard).where(cases.c.status == "open").distinct()).scalars())
 
+    def case_items(self, case_id: str) -> dict[str, dict[str, Any]]:
+        """The open items of a case as they were saved, by item id."""
+        fields = [c.name for c in need_items.columns
+                  if c.name not in ("case_id", "status", "unmatched_code", "unmatched_reason")]
+        if case_id in self._new_cases:
+            return {item["item_id"]: {name: item[name] for name in fields}
+                    for item in self._new_items if item["case_id"] == case_id}
+        rows = self.conn.execute(
+            select(*(need_items.c[name] for name in fields)).where(
+                and_(need_items.c.case_id == case_id, need_items.c.status == "open")))
+        return {row.item_id: dict(row._mapping) for row in rows}
+
     def item_keys(self, case_id: str) -> set[str]:
         """Ids of the open items of a case."""
         return set(self.conn.execute(
