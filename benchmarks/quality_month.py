@@ -8,6 +8,8 @@ One seeded event stream (`simulate_month`) is fed, event by event, to three poli
 
 - the engine: a fresh SQLite file through `MatchingEngine.ingest`, its own batches
   (`match_shard`) on the dirty shards every `--every` events and at the end of each day;
+- the same engine with the nightly rebalance of the district at 02:00 (production
+  settings: change penalty, move cap), on a second file (`--no-nightly` leaves it out);
 - first-come-first-served greedy and urgency-first greedy from `plain.py`, which read the
   same events with their own plain eligibility code and keep their own ledgers, so neither
   shares the engine's candidates, frames or score.
@@ -31,8 +33,10 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from datetime import time as clock_time
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import plain
@@ -45,6 +49,8 @@ from matcher.domain.frames import SOLVER_SCALE, Vocabulary, build_demand, build_
 from matcher.domain.scoring import ScoringContext, Weights
 from matcher.services.engine import MatchingEngine
 from matcher.services.matching import MatchingConfig
+from matcher.services.rebalance_plan import RebalanceConfig
+from matcher.services.rebalancing import RunOptions, rebalance
 from matcher.simulator import build_district, registry_events, simulate_month
 from matcher.simulator.day import Event
 from matcher.solver import Problem, relaxation_bound
@@ -58,6 +64,8 @@ START = date(2025, 3, 3)
 # The simulator's weekday baseline of a district day, scaled by --scale.
 DAY_COUNTS = {"cases": 600, "volunteer_offers": 400, "goods_offers": 150, "service_offers": 80}
 HOLDING_STATUSES = [status.value for status in HOLDING]
+DISTRICT_ZONE = ZoneInfo("Asia/Shanghai")
+NIGHTLY_AT = clock_time(2, 0)  # the service's default rebalance_at
 
 
 def log(message: str) -> None:
@@ -75,10 +83,12 @@ def priority(urgency: Any, vulnerability: Any) -> Any:
 
 @dataclass
 class EngineSide:
-    """The engine, fed the stream through its own ingest and matching its dirty shards."""
+    """The engine, fed the stream through its own ingest and matching its dirty shards; with
+    `nightly`, the district is also rebalanced every night at 02:00 (production settings)."""
 
     engine: MatchingEngine
     name: str = "engine"
+    nightly: RunOptions | None = None
     batches: int = 0
     seconds: float = 0.0
     objective: float = 0.0
@@ -103,6 +113,15 @@ class EngineSide:
             if math.isfinite(report.objective) and math.isfinite(report.bound):
                 self.objective += report.objective
                 self.solver_bound += report.bound
+        self.seconds += time.perf_counter() - started
+
+    def night(self, clock: Clock, day: date) -> None:
+        """The nightly rebalance before the day's events, when this side runs one."""
+        if self.nightly is None:
+            return
+        clock.now = max(clock.now, datetime.combine(day, NIGHTLY_AT, tzinfo=DISTRICT_ZONE))
+        started = time.perf_counter()
+        rebalance(self.engine, self.nightly)
         self.seconds += time.perf_counter() - started
 
     def allocations(self) -> list[plain.Given]:
@@ -174,7 +193,7 @@ class Month:
     """What the run leaves behind: the world as the events said, and every policy."""
 
     world: plain.World
-    engine: EngineSide
+    engines: list[EngineSide]
     greedy: list[GreedySide]
     published: dict[str, datetime]
     events: int
@@ -183,38 +202,52 @@ class Month:
     end: datetime
 
     @property
+    def engine(self) -> EngineSide:
+        """The engine with continuous matching alone."""
+        return self.engines[0]
+
+    @property
     def sides(self) -> list[EngineSide | GreedySide]:
-        return [self.engine, *self.greedy]
+        return [*self.engines, *self.greedy]
 
 
 def run_month(folder: Path, *, days: int, scale: float, every: int, seed: int,
-              weights: Weights | None = None) -> Month:
+              weights: Weights | None = None, nightly: bool = True) -> Month:
     """Feed a simulated month to every policy, each matching as continuous matching would."""
     district = build_district(seed=seed)
     start = datetime(START.year, START.month, START.day, tzinfo=UTC)
     clock = Clock(start - timedelta(days=1))
     topics = Topics("bench")
     config = MatchingConfig(topics=topics, weights=weights or Weights())
-    engine = EngineSide(MatchingEngine(db=open_database(folder / "engine.db"), topics=topics,
-                                       matching=config, clock=clock))
+    engines = [EngineSide(MatchingEngine(db=open_database(folder / f"{name}.db"),
+                                         topics=topics, matching=config, clock=clock),
+                          name=label, nightly=nightly)
+               for name, label, nightly in (
+                   ("engine", "engine", None),
+                   ("nightly", "engine + nightly rebalance", RunOptions(
+                       trigger="nightly", requested_by="bench",
+                       config=RebalanceConfig(matching=config))))[:2 if nightly else 1]]
     world = plain.World()
     greedy = [GreedySide(plain.Greedy("greedy (FCFS)", world, plain.fcfs_order)),
               GreedySide(plain.Greedy("greedy (urgency first)", world, plain.urgency_order))]
     for registration in registry_events(district, clock.now):
-        engine.engine.ingest(registration, topic=topics.registry)
+        for side in engines:
+            side.engine.ingest(registration, topic=topics.registry)
         world.apply(registration)
     counts = {name: max(1, round(value * scale)) for name, value in DAY_COUNTS.items()}
     published: dict[str, datetime] = {}
     applied = refused = 0
     started = time.perf_counter()
-    sides: list[EngineSide | GreedySide] = [engine, *greedy]
+    sides: list[EngineSide | GreedySide] = [*engines, *greedy]
     for number, day_events in enumerate(simulate_month(district, START, days=days, seed=seed,
                                                        **counts), start=1):
+        for side in engines:
+            side.night(clock, START + timedelta(days=number - 1))
         for incoming in day_events:
-            clock.now = incoming.occurred_at
+            clock.now = max(clock.now, incoming.occurred_at)
             if isinstance(incoming, OfferPublished):
                 published.setdefault(incoming.payload.offer_id, incoming.occurred_at)
-            if not engine.apply(incoming):
+            if not all([side.apply(incoming) for side in engines]):
                 refused += 1
                 continue
             changed = world.apply(incoming)
@@ -229,7 +262,7 @@ def run_month(folder: Path, *, days: int, scale: float, every: int, seed: int,
         log(f"day {number}/{days}: {applied} events, "
             + ", ".join(f"{s.name} {s.batches} batches {s.seconds:.0f}s" for s in sides)
             + f" ({time.perf_counter() - started:.0f}s)")
-    return Month(world, engine, greedy, published, applied, refused, start, clock.now)
+    return Month(world, engines, greedy, published, applied, refused, start, clock.now)
 
 
 def state_at_end(db: Engine, until: datetime) -> dict[str, Any]:
@@ -389,11 +422,13 @@ def main(argv: Iterable[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--folder", type=Path, default=Path("benchmarks/out/quality"))
     parser.add_argument("--markdown", type=Path, help="also write the table to this file")
+    parser.add_argument("--no-nightly", action="store_true",
+                        help="leave out the engine with the nightly rebalance")
     args = parser.parse_args(None if argv is None else list(argv))
 
     args.folder.mkdir(parents=True, exist_ok=True)
     month = run_month(args.folder, days=args.days, scale=args.scale, every=args.every,
-                      seed=args.seed)
+                      seed=args.seed, nightly=not args.no_nightly)
     log("judging every policy")
     outcomes = judged(month)
     log("computing the hindsight LP bound")

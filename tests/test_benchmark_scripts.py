@@ -22,14 +22,15 @@ import speed
 
 
 def test_quality_month_judges_the_engine_and_both_greedy_baselines(tmp_path: Path) -> None:
-    month = quality_month.run_month(tmp_path, days=1, scale=0.1, every=25, seed=3)
+    month = quality_month.run_month(tmp_path, days=2, scale=0.1, every=25, seed=3)
     outcomes = quality_month.judged(month)
     bound = quality_month.hindsight_bound(
         quality_month.state_at_end(month.engine.engine.db, month.end), month.published,
         month.start)
 
     assert month.events > 100 and all(side.batches > 0 for side in month.sides)
-    assert [o.name for o in outcomes] == ["engine", "greedy (FCFS)", "greedy (urgency first)"]
+    assert [o.name for o in outcomes] == ["engine", "engine + nightly rebalance",
+                                          "greedy (FCFS)", "greedy (urgency first)"]
     for outcome in outcomes:
         assert outcome.allocations > 0 and 0.0 < outcome.fulfilment <= bound.fulfilment
         assert 0.0 <= outcome.grid_gini <= 1.0 and outcome.mean_km >= 0.0
