@@ -18,8 +18,9 @@ Each policy's allocations (for the engine: the proposals still holding at the en
 judged by `plain.judge`, code that is not the engine's: priority-weighted fulfilment by the
 deadline, urgent items served in full, goods left to expire, travel, grid fairness,
 continuity of recurring visits, and every allocation that breaks a rule or a capacity. The
-hindsight LP bound knows the whole month in advance. Proposals stay pending, as if approved
-at once: a pending proposal holds the offer's capacity exactly as an approved one would.
+hindsight LP bound knows the whole month in advance. A synthetic coordinator approves every
+engine proposal an hour after it was made (a pending proposal holds capacity as an approved
+one does; until approved, the engine may still re-plan it). The baselines commit at once.
 Progress goes to stderr, the table to stdout.
 """
 
@@ -58,6 +59,7 @@ from matcher.storage.database import migrate, open_engine
 from matcher.storage.store import HOLDING, unit_of_work
 from matcher.storage.tables import proposals
 from schemas import OfferPublished
+from schemas.matches import ProposalStatus
 from schemas.topics import Topics
 
 START = date(2025, 3, 3)
@@ -66,6 +68,8 @@ DAY_COUNTS = {"cases": 600, "volunteer_offers": 400, "goods_offers": 150, "servi
 HOLDING_STATUSES = [status.value for status in HOLDING]
 DISTRICT_ZONE = ZoneInfo("Asia/Shanghai")
 NIGHTLY_AT = clock_time(2, 0)  # the service's default rebalance_at
+# Coordinators approve each proposal this long after it is made (the baselines commit at once).
+APPROVE_AFTER = timedelta(hours=1)
 
 
 def log(message: str) -> None:
@@ -89,6 +93,7 @@ class EngineSide:
     engine: MatchingEngine
     name: str = "engine"
     nightly: RunOptions | None = None
+    approve_after: timedelta = APPROVE_AFTER
     batches: int = 0
     seconds: float = 0.0
     objective: float = 0.0
@@ -103,9 +108,20 @@ class EngineSide:
             return False
         return True
 
+    def approve(self, now: datetime) -> None:
+        """The coordinators: every proposal is approved `approve_after` after it was made."""
+        cutoff = now - self.approve_after
+        with self.engine.writing() as store:
+            for p in store.proposals_where(
+                    proposals.c.status == ProposalStatus.PROPOSED.value,
+                    proposals.c.created_at <= cutoff):
+                store.set_proposal_status(p.proposal_id, ProposalStatus.APPROVED, at=now,
+                                          by="bench-coordinator")
+
     def batch(self, now: datetime) -> None:
-        """One batch per dirty shard, as continuous matching runs them."""
+        """Approvals due, then one batch per dirty shard, as continuous matching runs them."""
         started = time.perf_counter()
+        self.approve(now)
         for shard in self.engine.due_shards(0):
             report = self.engine.match_shard(shard)
             self.batches += 1
