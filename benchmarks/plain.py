@@ -90,6 +90,7 @@ class World:
     """What the events said: the registry, and every version of every offer and case."""
 
     nodes: dict[str, Any] = field(default_factory=dict)
+    partners: dict[str, Any] = field(default_factory=dict)
     places: dict[str, Place] = field(default_factory=dict)
     offers: dict[str, Versions] = field(default_factory=dict)
     cases: dict[str, Versions] = field(default_factory=dict)
@@ -102,7 +103,7 @@ class World:
             self.nodes[event.payload.node_id] = event.payload
             self.places.clear()
         elif isinstance(event, PartnerRegistered):
-            pass
+            self.partners[event.payload.partner_id] = event.payload
         elif isinstance(event, OfferPublished | OfferUpdated):
             versions = self.offers.setdefault(event.payload.offer_id, Versions())
             if not versions.value or event.payload.version > versions.last.version:
@@ -190,18 +191,48 @@ def _need_matches(offer: Any, item: Any) -> bool:
     return bool(offer.service_type.casefold() == need)
 
 
-def _in_reach(world: World, offer: Any, case: Any) -> bool:
-    """Volunteers within their travel radius of home, people within a short trip of a
-    service's place; anything else (goods, offers without a place) within the workstation."""
-    own_location = getattr(offer, "home", None) or getattr(offer, "place", None)
-    if offer.kind == "volunteer" and own_location is not None:
-        km = travel_km(world, offer, case)
-        return km is not None and km <= offer.travel_radius_km + EPS
-    if offer.kind == "service" and own_location is not None:
-        km = travel_km(world, offer, case)
-        return km is not None and km <= SERVICE_TRAVEL_KM + EPS
+def stated_reach(world: World, offer: Any) -> Any | None:
+    """How an offer says it reaches people (README, reach): its own word, else its partner's
+    default, else the default of its node or the nearest node above; None when none says."""
+    reach = getattr(offer, "reach", None)
+    if reach is not None:
+        return reach
+    partner = world.partners.get(offer.partner_id)
+    if partner is not None and getattr(partner, "default_reach", None) is not None:
+        return partner.default_reach
+    node = world.nodes.get(offer.node_id)
+    while node is not None:
+        if getattr(node, "default_reach", None) is not None:
+            return node.default_reach
+        node = world.nodes.get(node.parent_id) if node.parent_id else None
+    return None
+
+
+def _in_workstation(world: World, offer: Any, case: Any) -> bool:
+    """The offer's workstation's street (an offer of the centre reaches everywhere)."""
     workstation = world.place(offer.node_id).workstation
     return workstation is None or workstation == world.place(case.grid_id).workstation
+
+
+def _in_reach(world: World, offer: Any, case: Any) -> bool:
+    """Volunteers within their travel radius of home; other offers as they say (pickup or
+    delivery within km of their place, or the whole district); where nothing says, people
+    within a short trip of a service's place, and goods within the workstation."""
+    if offer.kind == "volunteer":
+        if offer.home is None:
+            return _in_workstation(world, offer, case)
+        km = travel_km(world, offer, case)
+        return km is not None and km <= offer.travel_radius_km + EPS
+    reach = stated_reach(world, offer)
+    if reach is not None:
+        if str(getattr(reach.mode, "value", reach.mode)) == "district":
+            return True
+        km = travel_km(world, offer, case)
+        return _in_workstation(world, offer, case) if km is None else km <= reach.km + EPS
+    if offer.kind == "service" and offer.place is not None:
+        km = travel_km(world, offer, case)
+        return km is not None and km <= SERVICE_TRAVEL_KM + EPS
+    return _in_workstation(world, offer, case)
 
 
 def item_end(item: Any) -> datetime:
