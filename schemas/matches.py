@@ -91,7 +91,8 @@ class Proposal(WireModel):
     )
     place: Location | None = Field(
         default=None, description="Where goods are handed over (the lot's pickup point) or a "
-        "service is given; none for home visits.", examples=[{"lat": 28.996, "lon": 106.668}])
+        "service is given; none for home visits and deliveries (brought to the beneficiary).",
+        examples=[{"lat": 28.996, "lon": 106.668}])
     score: Number = Field(description="Total score of the match.", examples=[57.3])
     explanation: Explanation = Field(description="Rules, score terms and runner-ups.")
 

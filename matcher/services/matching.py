@@ -35,6 +35,7 @@ from matcher.domain.candidates import Candidates, generate
 from matcher.domain.explain import Explanation, explanations, unmatched_reason
 from matcher.domain.frames import Demand, Supply, Vocabulary, build_demand, build_supply
 from matcher.domain.kinds import Kind
+from matcher.domain.reach import DELIVERY, MODE_CODES, SERVICE_TRAVEL_KM, ReachDefaults
 from matcher.domain.scoring import ScoringContext, Weights, weight_vector
 from matcher.domain.weeks import (
     DEFAULT_ZONE,
@@ -66,6 +67,7 @@ class MatchingConfig:
     workers: int = 2
     producer: str = "charity-matcher"
     timezone: str = DEFAULT_ZONE  # whose calendar counts a volunteer's weeks
+    service_travel_km: float = SERVICE_TRAVEL_KM  # a service's reach when no one says
 
 
 @dataclass(frozen=True)
@@ -110,10 +112,13 @@ class LiveInputs:
     # Weekly limits stated by offers that serve those hours (maybe no longer live or in
     # another shard), per volunteer: the lowest stated by any counts.
     limits: dict[str, float] = field(default_factory=dict)
+    # Partners' default reach and the service travel distance (nodes carry their own).
+    reach: ReachDefaults = field(default_factory=ReachDefaults)
 
 
 def read_live_inputs(store: Store, shard: str, now: datetime,
-                     timezone: str = DEFAULT_ZONE) -> LiveInputs:
+                     timezone: str = DEFAULT_ZONE,
+                     service_travel_km: float = SERVICE_TRAVEL_KM) -> LiveInputs:
     """Only what can still be matched: items before their deadline, offers still live, and
     visits that still occupy a volunteer's future or count against this week's hours;
     nothing that grows with history."""
@@ -126,6 +131,8 @@ def read_live_inputs(store: Store, shard: str, now: datetime,
         excluded=store.excluded_pairs(shard, now=now),
         given=hours_by_week(store.given_hours(since=this_week), timezone), timezone=timezone,
         limits=stated_limits(store.stated_limits_of(store.given_offers(since=this_week))),
+        reach=ReachDefaults(partners=store.partner_reaches(),
+                            service_travel_km=service_travel_km),
     )
 
 
@@ -150,7 +157,8 @@ def build_frames(inputs: LiveInputs) -> Frames:
     vocab = Vocabulary()
     demand = build_demand(inputs.items, inputs.served, inputs.nodes, vocab)
     supply = build_supply([{"offer_id": o.offer_id, "payload": o.payload} for o in inputs.offers],
-                          inputs.held, inputs.nodes, vocab, busy=inputs.busy)
+                          inputs.held, inputs.nodes, vocab, busy=inputs.busy,
+                          reach=inputs.reach)
     history = frozenset((ben, vocab.code(vocab.volunteers, vol)) for ben, vol in inputs.history)
     context = ScoringContext(history=history,
                              grid_coverage=coverage(inputs.items, inputs.served))
@@ -336,9 +344,11 @@ class _WeeklyCheck:
 
 
 def _place_of(supply: Supply, s: int, kind: Kind) -> dict[str, float] | None:
-    """Where goods are handed over or a service is given (none for home visits)."""
+    """Where goods are handed over or a service is given (none for home visits, and for
+    deliveries: those are brought to the beneficiary)."""
     lat, lon = float(supply.lat[s]), float(supply.lon[s])
-    if kind is Kind.VOLUNTEER or not (np.isfinite(lat) and np.isfinite(lon)):
+    delivered = int(supply.reach_mode[s]) == MODE_CODES[DELIVERY]
+    if kind is Kind.VOLUNTEER or delivered or not (np.isfinite(lat) and np.isfinite(lon)):
         return None
     return {"lat": round(lat, 6), "lon": round(lon, 6)}
 
@@ -506,6 +516,7 @@ def record_batch(store: Store, plan: BatchPlan, *, check: bool = True) -> BatchR
 def run_batch(store: Store, shard: str, config: MatchingConfig, now: datetime) -> BatchReport:
     """The whole batch through one store (tests and tools; the engine splits read, plan and
     record across transactions)."""
-    return record_batch(store, plan_batch(read_live_inputs(store, shard, now, config.timezone),
+    return record_batch(store, plan_batch(read_live_inputs(store, shard, now, config.timezone,
+                                                           config.service_travel_km),
                                           config),
                         check=False)

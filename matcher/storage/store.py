@@ -56,6 +56,7 @@ class NodeRow:
     path: str
     lat: float | None
     lon: float | None
+    reach: dict[str, Any] | None = None  # default reach of offers based in the subtree
 
 
 @dataclass(frozen=True)
@@ -252,11 +253,12 @@ class Store:
         return [NodeRow(*r) for r in self.conn.execute(select(*_columns(nodes, NodeRow)))]
 
     def upsert_node(self, *, node_id: str, level: str, parent_id: str | None, name: str,
-                    path: str, lat: float | None, lon: float | None) -> None:
+                    path: str, lat: float | None, lon: float | None,
+                    reach: dict[str, Any] | None = None) -> None:
         """Create or replace a node."""
         self._upsert(nodes, {"node_id": node_id},
                      dict(level=level, parent_id=parent_id, name=name, path=path, lat=lat,
-                          lon=lon))
+                          lon=lon, reach=reach))
         self._nodes.pop(node_id, None)
 
     def partner_home(self, partner_id: str) -> str | None:
@@ -272,12 +274,18 @@ class Store:
                                  .where(partners.c.partner_id == partner_id)).scalar_one_or_none()
 
     def upsert_partner(self, *, partner_id: str, name: str, kind: str, home_node_id: str,
-                       at: datetime) -> None:
+                       at: datetime, reach: dict[str, Any] | None = None) -> None:
         """Create or replace a partner."""
         self._upsert(partners, {"partner_id": partner_id},
-                     dict(name=name, kind=kind, home_node_id=home_node_id),
+                     dict(name=name, kind=kind, home_node_id=home_node_id, reach=reach),
                      on_create={"registered_at": at})
         self._partners.pop(partner_id, None)
+
+    def partner_reaches(self) -> dict[str, dict[str, Any]]:
+        """The default reach of every partner that states one."""
+        return {partner_id: reach for partner_id, reach in self.conn.execute(
+            select(partners.c.partner_id, partners.c.reach).where(partners.c.reach.is_not(None)))
+            if reach}
 
     def count_partners(self) -> int:
         """How many partners are registered."""

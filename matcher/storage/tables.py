@@ -81,6 +81,8 @@ nodes = Table(
     Column("lon", Float, nullable=True),
     # "/centre/ws/st/grid/": a subtree is a prefix match, for jurisdiction and shards.
     Column("path", String(500), nullable=False, index=True),
+    # How offers based in the subtree reach people when neither they nor their partner say.
+    Column("reach", JSON(none_as_null=True), nullable=True),
 )
 
 partners = Table(
@@ -91,6 +93,8 @@ partners = Table(
     Column("kind", String(40), nullable=False),
     Column("home_node_id", String(80), ForeignKey("nodes.node_id"), nullable=False),
     Column("registered_at", UtcDateTime, nullable=False),
+    # How the partner's offers reach people when they do not say.
+    Column("reach", JSON(none_as_null=True), nullable=True),
 )
 
 offers = Table(
