@@ -32,7 +32,15 @@ from matcher.domain.allocation import (
     volunteer_limits,
 )
 from matcher.domain.candidates import Candidates, generate
-from matcher.domain.explain import Explanation, explanations, unmatched_reason
+from matcher.domain.explain import (
+    Explanation,
+    FullOffers,
+    check_full_offers,
+    competing_urgency,
+    explanations,
+    held_earlier,
+    unmatched_reason,
+)
 from matcher.domain.frames import Demand, Supply, Vocabulary, build_demand, build_supply
 from matcher.domain.kinds import Kind
 from matcher.domain.reach import DELIVERY, MODE_CODES, SERVICE_TRAVEL_KM, ReachDefaults
@@ -232,6 +240,23 @@ class BatchPlan:
     explanations: list[Explanation]
     config: MatchingConfig
     started: float
+    full: FullOffers | None = None  # the rules on full offers, for items left without any
+
+
+def check_taken_offers(frames: Frames, inputs: LiveInputs, cands: Candidates,
+                       allocations: Sequence[Allocation], config: MatchingConfig) -> FullOffers:
+    """The rules on offers whose capacity is all held, for items the batch leaves open
+    without a single candidate: were any eligible, their capacity was taken."""
+    demand, p = frames.demand, cands.pairs
+    served = np.bincount(p.d[[a.arc for a in allocations]], minlength=len(demand))
+    no_candidate = np.bincount(p.d, minlength=len(demand)) == 0
+    rows = no_candidate & (served == 0) & (demand.end > inputs.now.timestamp())
+    if not rows.any():
+        return FullOffers.none(demand)
+    full = build_supply([{"offer_id": o.offer_id, "payload": o.payload} for o in inputs.offers],
+                        inputs.held, inputs.nodes, frames.vocab, reach=inputs.reach, full=True)
+    return check_full_offers(demand, full, now=inputs.now.timestamp(), weights=config.weights,
+                             context=frames.context, excluded=inputs.excluded, rows=rows)
 
 
 def plan_batch(inputs: LiveInputs, config: MatchingConfig,
@@ -244,9 +269,10 @@ def plan_batch(inputs: LiveInputs, config: MatchingConfig,
     allocations = place(frames, cands, solution)
     explained = explanations(cands, allocations, frames.supply, weight_vector(config.weights),
                              solution.status.value, unplaced_arcs(cands, solution, allocations))
+    full = check_taken_offers(frames, inputs, cands, allocations, config)
     return BatchPlan(inputs=inputs, frames=frames, cands=cands, solution=solution,
                      allocations=allocations, explanations=explained, config=config,
-                     started=started)
+                     started=started, full=full)
 
 
 # --- step 7: recording ------------------------------------------------------------------------
@@ -444,9 +470,15 @@ def random_hex(count: int, size: int) -> list[str]:
 
 def record_unmatched(store: Store, items: Sequence[Mapping[str, Any]],
                      allocations: Sequence[Allocation], cands: Candidates, demand: Demand,
-                     vocab: Vocabulary, config: MatchingConfig, now: datetime) -> int:
-    """Give every item left open a reason; send an event only when the reason changed."""
+                     vocab: Vocabulary, config: MatchingConfig, now: datetime,
+                     full: FullOffers | None = None) -> int:
+    """Give every item left open a reason; send an event only when the reason changed.
+
+    `full`: the rules on offers with no capacity left (see `check_taken_offers`).
+    """
     p = cands.pairs
+    competing = competing_urgency(cands, allocations).tolist()
+    earlier = held_earlier(cands).tolist()
     arcs = np.asarray([a.arc for a in allocations], dtype=np.int64)
     assigned = np.bincount(p.d[arcs], weights=[a.amount for a in allocations],
                            minlength=len(demand))
@@ -467,15 +499,18 @@ def record_unmatched(store: Store, items: Sequence[Mapping[str, Any]],
                 changes.append((case_id, item_id, None, None))
             continue
         left_open += 1
-        code, reason = unmatched_reason(row, demand, cands, bool(has_arcs[row]),
-                                        float(assigned[row]), need_names[int(demand.need[row])])
+        code, reason, by = unmatched_reason(
+            row, demand, cands, bool(has_arcs[row]), float(assigned[row]),
+            need_names[int(demand.need[row])], full=full, competing=competing[row],
+            earlier=earlier[row])
         if previous.get(key) == (code, reason):
             continue
         changes.append((case_id, item_id, code, reason))
         payloads.append({"case_id": case_id, "item_id": item_id,
                          "grid_id": demand.grid_id[row],
                          "open_quantity": round(float(open_after[row]), 4),
-                         "reason_code": code, "reason": reason})
+                         "reason_code": code, "reason": reason,
+                         **({"taken_by": by.value} if by else {})})
     store.set_unmatched_many(changes)
     store.add_outbox_many([outbox_row(
         config.topics, event_type="need.unmatched", event_id=event_id, payload=payload,
@@ -502,7 +537,8 @@ def record_batch(store: Store, plan: BatchPlan, *, check: bool = True) -> BatchR
                                  demand=plan.frames.demand, supply=plan.frames.supply,
                                  vocab=plan.frames.vocab, config=plan.config, now=now)
     unmatched = record_unmatched(store, plan.inputs.items, allocations, plan.cands,
-                                 plan.frames.demand, plan.frames.vocab, plan.config, now)
+                                 plan.frames.demand, plan.frames.vocab, plan.config, now,
+                                 full=plan.full)
     solution = plan.solution
     return BatchReport(
         shard=plan.inputs.shard, items=len(plan.frames.demand),
