@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
+from matcher.cli_partners import describe_reach, parse_reach
 from matcher.domain import rules
 from matcher.domain.candidates import generate
 from matcher.domain.frames import Vocabulary, build_demand, build_supply
@@ -314,8 +315,10 @@ def test_the_migration_adds_reach_to_nodes_and_partners_and_takes_it_back(
     assert "reach" not in columns("nodes") and "reach" not in columns("partners")
     to("0007")
     assert "reach" in columns("nodes") and "reach" in columns("partners")
+    assert "unmatched_taken_by" in columns("need_items")
     to("0006", down=True)
     assert "reach" not in columns("nodes") and "reach" not in columns("partners")
+    assert "unmatched_taken_by" not in columns("need_items")
     database.dispose()
 
 
@@ -327,3 +330,11 @@ def test_the_simulated_district_mixes_reach_modes() -> None:
                  if p.default_reach and p.default_reach.mode is ReachMode.DELIVERY]
     assert delivered and max(km or 0 for km in delivered) <= 15
     assert modes.count(None) < len(modes)
+
+
+def test_the_partners_command_reads_a_reach_or_says_what_it_takes() -> None:
+    assert parse_reach("delivery:15") == Reach(mode=ReachMode.DELIVERY, km=15.0)
+    assert describe_reach(parse_reach("district")) == "district-wide"
+    assert describe_reach(parse_reach("pickup:3")) == "pickup within 3 km"
+    with pytest.raises(ValueError, match="use delivery:KM, pickup:KM or district"):
+        parse_reach("teleport")

@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from types import SimpleNamespace
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from matcher.services.engine import MatchingEngine
 from matcher.storage.database import migrate, open_engine
+from matcher.storage.store import unit_of_work
+from matcher.storage.tables import need_items
+from matcher.web.explain import runner_up_words, unmatched_words
 from schemas.matches import Explanation, Unmatched
 from schemas.topics import Topics
 from tests import factories as f
 from tests.coordination_world import Clock
+from tests.test_explain_words import speak
 from tests.test_rebalancing import events_on
 
 TOPICS = Topics("t")
@@ -195,3 +201,31 @@ def test_runner_ups_never_repeat_and_never_name_the_chosen_offer(
         assert chosen not in names
         assert all(r["why_lost"] and r["lost_on"] for r in runner_ups)
     db.dispose()
+
+
+# --- who took it, kept and shown in the reader's words -------------------------------------------
+
+
+def test_who_took_the_capacity_is_kept_with_the_item(db: Engine) -> None:
+    engine = engine_on(db)
+    feed(engine, f.goods_offer("g1", "p1", quantity=5), rice_case("urgent", urgency=5),
+         rice_case("calm", urgency=2))
+    engine.match_shard(f.CENTRE)
+    with unit_of_work(db) as store:
+        taken = dict(store.conn.execute(select(need_items.c.case_id,
+                                               need_items.c.unmatched_taken_by)).all())
+    assert taken == {"urgent": None, "calm": "more_urgent_cases"}
+
+
+def test_the_console_says_who_took_the_capacity_in_chinese() -> None:
+    speak("zh-CN")
+    assert unmatched_words("capacity_taken", "rice", "more_urgent_cases") == (
+        "大米：合适的资源已被占用，用于更紧急的个案")
+    assert unmatched_words("out_of_reach", "rice") == "大米：附近没有足够近的资源"
+    lost = runner_up_words(SimpleNamespace(urgency=2), {
+        "offer_id": "s-near", "score": 60.0, "why_lost": "...", "lost_on": "urgency",
+        "competing_urgency": 5}, None)
+    assert lost.why == "被更紧急的个案（紧急程度 5）优先使用"
+    speak("en")
+    assert unmatched_words("capacity_taken", "rice", "earlier_commitments") == (
+        "rice: the suitable offers are already taken, used for matches made earlier")

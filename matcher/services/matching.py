@@ -487,7 +487,7 @@ def record_unmatched(store: Store, items: Sequence[Mapping[str, Any]],
     need_names = {code: name for name, code in vocab.needs.items()}
     previous = {(i["case_id"], i["item_id"]): (i["unmatched_code"], i["unmatched_reason"])
                 for i in items}
-    changes: list[tuple[str, str, str | None, str | None]] = []
+    changes: list[tuple[str, str, str | None, str | None, str | None]] = []
     payloads: list[dict[str, Any]] = []
     occurred = _iso(now)
     left_open = 0
@@ -496,7 +496,7 @@ def record_unmatched(store: Store, items: Sequence[Mapping[str, Any]],
         key = (case_id, item_id)
         if not still_open:
             if previous.get(key, (None, None))[0] is not None:
-                changes.append((case_id, item_id, None, None))
+                changes.append((case_id, item_id, None, None, None))
             continue
         left_open += 1
         code, reason, by = unmatched_reason(
@@ -505,7 +505,7 @@ def record_unmatched(store: Store, items: Sequence[Mapping[str, Any]],
             earlier=earlier[row])
         if previous.get(key) == (code, reason):
             continue
-        changes.append((case_id, item_id, code, reason))
+        changes.append((case_id, item_id, code, reason, by.value if by else None))
         payloads.append({"case_id": case_id, "item_id": item_id,
                          "grid_id": demand.grid_id[row],
                          "open_quantity": round(float(open_after[row]), 4),

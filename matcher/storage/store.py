@@ -681,26 +681,28 @@ class Store:
         return {(ben, vol) for ben, vol in self.conn.execute(query)}
 
     def set_unmatched(self, case_id: str, item_id: str, *, code: str | None,
-                      reason: str | None) -> None:
+                      reason: str | None, taken_by: str | None = None) -> None:
         """Remember why an item is (partly) unmatched, or clear it."""
         self.conn.execute(
             update(need_items)
             .where(and_(need_items.c.case_id == case_id, need_items.c.item_id == item_id))
-            .values(unmatched_code=code, unmatched_reason=reason)
+            .values(unmatched_code=code, unmatched_reason=reason, unmatched_taken_by=taken_by)
         )
 
-    def set_unmatched_many(self, rows: Sequence[tuple[str, str, str | None, str | None]]
-                           ) -> None:
-        """`set_unmatched` for many (case, item, code, reason) at once (one executemany)."""
+    def set_unmatched_many(
+            self, rows: Sequence[tuple[str, str, str | None, str | None, str | None]]) -> None:
+        """`set_unmatched` for many (case, item, code, reason, taken by) at once (one
+        executemany)."""
         if not rows:
             return
         self.conn.execute(
             update(need_items)
             .where(and_(need_items.c.case_id == bindparam("b_case"),
                         need_items.c.item_id == bindparam("b_item")))
-            .values(unmatched_code=bindparam("b_code"), unmatched_reason=bindparam("b_reason")),
-            [{"b_case": case, "b_item": item, "b_code": code, "b_reason": reason}
-             for case, item, code, reason in rows],
+            .values(unmatched_code=bindparam("b_code"), unmatched_reason=bindparam("b_reason"),
+                    unmatched_taken_by=bindparam("b_taken_by")),
+            [{"b_case": case, "b_item": item, "b_code": code, "b_reason": reason,
+              "b_taken_by": taken_by} for case, item, code, reason, taken_by in rows],
         )
 
     def count_proposals(self, status: ProposalStatus | None = None) -> int:

@@ -154,6 +154,8 @@ need_items = Table(
     # Last reason the item was left (partly) unmatched; an event is sent only when it changes.
     Column("unmatched_code", String(40), nullable=True),
     Column("unmatched_reason", Text, nullable=True),
+    # For capacity_taken: who holds the capacity (more urgent cases, earlier commitments...).
+    Column("unmatched_taken_by", String(40), nullable=True),
     # Batches read only items whose deadline is still ahead.
     Index("ix_need_items_status_deadline", "status", "deadline"),
 )

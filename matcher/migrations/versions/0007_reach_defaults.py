@@ -1,4 +1,4 @@
-"""default reach of partners and hierarchy nodes
+"""default reach of partners and hierarchy nodes; who took an unmatched item's capacity
 
 Revision ID: 0007
 Revises: 0006
@@ -22,9 +22,13 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("reach", sa.JSON(none_as_null=True), nullable=True))
     with op.batch_alter_table("partners", schema=None) as batch_op:
         batch_op.add_column(sa.Column("reach", sa.JSON(none_as_null=True), nullable=True))
+    with op.batch_alter_table("need_items", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("unmatched_taken_by", sa.String(length=40), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("need_items", schema=None) as batch_op:
+        batch_op.drop_column("unmatched_taken_by")
     with op.batch_alter_table("partners", schema=None) as batch_op:
         batch_op.drop_column("reach")
     with op.batch_alter_table("nodes", schema=None) as batch_op:
