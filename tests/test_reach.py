@@ -323,7 +323,8 @@ def test_the_migration_adds_reach_to_nodes_and_partners_and_takes_it_back(
 
 
 def test_the_simulated_district_mixes_reach_modes() -> None:
-    district = build_district(seed=3)
+    assert all(p.default_reach is None for p in build_district(seed=3).partners)
+    district = build_district(seed=3, reach_mix=True)
     modes = [p.default_reach.mode.value if p.default_reach else None for p in district.partners]
     assert {None, "delivery", "pickup", "district"} <= set(modes)
     delivered = [p.default_reach.km for p in district.partners

@@ -257,8 +257,15 @@ def build_district(
     studios_per_ws: int = 4,
     grids_per_studio: int = 5,
     partners: int = 220,
+    reach_mix: bool = False,
 ) -> District:
-    """Build the seeded hierarchy (centre > workstations > studios > grids) and its partners."""
+    """Build the seeded hierarchy (centre > workstations > studios > grids) and its partners.
+
+    `reach_mix`: partners state a default reach drawn from a realistic mix (`PARTNER_REACH`:
+    supermarkets that deliver, agencies that take people from 10 km, departments serving the
+    district). Off, no partner says and the engine's old rule holds, as benchmarks whose own
+    eligibility code knows only that rule need.
+    """
     if not 1 <= workstations <= len(WORKSTATION_NAMES):
         raise ValueError(f"workstations must be 1..{len(WORKSTATION_NAMES)}")
     if min(studios_per_ws, grids_per_studio, partners) < 1:
@@ -266,7 +273,8 @@ def build_district(
     rng = random.Random(f"district:{seed}")
     nodes = _build_nodes(rng, workstations, studios_per_ws, grids_per_studio)
     district = District(seed=seed, nodes=nodes, partners=[])
-    return District(seed=seed, nodes=nodes, partners=_build_partners(rng, district, partners))
+    return District(seed=seed, nodes=nodes,
+                    partners=_build_partners(rng, district, partners, reach_mix=reach_mix))
 
 
 def _build_nodes(
@@ -405,8 +413,10 @@ def _try_place(
     return None
 
 
-def _build_partners(rng: random.Random, district: District, count: int) -> list[Partner]:
-    """`count` partners of every kind, with plausible names and home nodes."""
+def _build_partners(rng: random.Random, district: District, count: int, *,
+                    reach_mix: bool = False) -> list[Partner]:
+    """`count` partners of every kind, with plausible names and home nodes (and default
+    reaches, with `reach_mix`)."""
     kinds = [kind for kind, n in _apportion(PARTNER_KIND_SHARES, count).items() for _ in range(n)]
     rng.shuffle(kinds)  # so partner ids say nothing about the kind
     used: set[str] = set()
@@ -423,7 +433,8 @@ def _build_partners(rng: random.Random, district: District, count: int) -> list[
             name = _partner_name(rng, district, kind, home)
         partners.append(Partner(partner_id=f"partner-{number:03d}", name=_unique(name, used, kind),
                                 kind=kind, home_node_id=home,
-                                default_reach=_partner_reach(reach_rng, kind)))
+                                default_reach=_partner_reach(reach_rng, kind)
+                                if reach_mix else None))
     return partners
 
 
