@@ -52,7 +52,7 @@ class RunnerUp(WireModel):
         default=None,
         description="What it lost on: the score term it trailed most on (e.g. travel, "
         "urgency), 'time' (the volunteer had no free time left in the item's window), "
-        "'capacity' (its capacity served cases as urgent elsewhere in the best plan) or "
+        "'capacity' (its capacity served cases no more urgent but better placed) or "
         "'urgency' (its capacity went to a more urgent case).",
         examples=["travel"])
     km_further: Number | None = Field(

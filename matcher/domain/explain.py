@@ -59,7 +59,7 @@ CAPACITY_ELSEWHERE = ("higher score ({other:.1f}) but its capacity serves other 
                       "best overall plan")
 FARTHER = "; {km:.1f} km farther"
 MORE_URGENT = ": a more urgent case (urgency {urgency})"
-AS_URGENT = ": cases as urgent and better placed (urgency {urgency})"
+AS_URGENT = ": cases no more urgent but better placed overall (urgency {urgency})"
 
 TERMS_NAMES = list(TERMS)
 
@@ -267,7 +267,8 @@ def held_earlier(cands: Candidates) -> BoolArray:
 # Who took the capacity, in words that follow "eligible offers' capacity".
 TAKEN_WORDS = {
     TakenBy.MORE_URGENT_CASES: "went to more urgent cases in this batch (urgency {urgency})",
-    TakenBy.AS_URGENT_BETTER_PLACED: "went to cases as urgent and better placed in this batch",
+    TakenBy.AS_URGENT_BETTER_PLACED: "went to cases as urgent (or less) and better placed "
+                                     "(nearer, better timed) in this batch",
     TakenBy.EARLIER_COMMITMENTS: "is held by earlier commitments (matches proposed or "
                                  "approved before)",
 }
