@@ -51,7 +51,8 @@ def build_services(settings: Settings, *, db: Engine | None = None) -> Services:
         matching=MatchingConfig(topics=topics, candidates_per_item=settings.candidates_per_item,
                                 time_limit_s=settings.solver_time_limit_s,
                                 workers=settings.solver_workers,
-                                timezone=settings.timezone),
+                                timezone=settings.timezone,
+                                service_travel_km=settings.service_travel_km),
     )
     web = build_web(engine, settings)
 

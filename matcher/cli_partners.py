@@ -15,6 +15,7 @@ from matcher.services.partner_door import issue_key
 from matcher.settings import Settings, get_settings
 from matcher.storage.database import migrate, open_engine
 from matcher.storage.store import unit_of_work
+from schemas.common import Reach
 from schemas.registry import PartnerKind
 
 partners_app = typer.Typer(name="partners", no_args_is_help=True,
@@ -34,13 +35,19 @@ def add(partner_id: str,
         http_key_file: Path | None = typer.Option(
             None, "--http-key-file", help="Also issue an API key for the partner door over "
             "HTTP (/api/partner, the partner page) and write it here (mode 0600)."),
+        reach: str | None = typer.Option(
+            None, "--reach", help="How the partner's goods and services reach people when an "
+            "offer does not say: 'delivery:15' (brought within 15 km), 'pickup:3' (people come "
+            "from within 3 km) or 'district' (anyone in the district)."),
         ) -> None:
     """Register a partner and create its principal, topics and ACLs (run as the admin)."""
     settings = get_settings()
+    default_reach: Reach | None = None
     try:
+        default_reach = parse_reach(reach) if reach is not None else None
         given = add_partner(settings, partner_id=partner_id, node_id=node,
                             name=name or partner_id, kind=kind,
-                            credentials_file=credentials_file)
+                            credentials_file=credentials_file, reach=default_reach)
         if http_key_file is not None:
             write_http_key(settings, partner_id, http_key_file)
     except (ValueError, KafkaAccessError, ProvisioningError, OSError) as refused:
@@ -52,8 +59,25 @@ def add(partner_id: str,
     console.print(f"  publishes offers to {given.offers_topic}, fulfilments to "
                   f"{given.fulfilments_topic}; reads refusals from {given.feedback_topic}",
                   highlight=False)
+    if default_reach is not None:
+        console.print(f"  offers reach people by {describe_reach(default_reach)} unless they "
+                      "say otherwise", highlight=False)
     if http_key_file is not None:
         console.print(f"  HTTP API key: {http_key_file}", highlight=False)
+
+
+def parse_reach(text: str) -> Reach:
+    """A reach from the command line, refused in words when it is not one."""
+    try:
+        return Reach.parse(text)
+    except ValueError as wrong:
+        raise ValueError(f"--reach '{text}' is not a reach: use delivery:KM, pickup:KM or "
+                         "district") from wrong
+
+
+def describe_reach(reach: Reach) -> str:
+    """A reach in words."""
+    return "district-wide" if reach.km is None else f"{reach.mode.value} within {reach.km:g} km"
 
 
 @partners_app.command("key")

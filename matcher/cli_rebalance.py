@@ -51,7 +51,8 @@ def rebalance_command(
         matching=MatchingConfig(topics=topics, candidates_per_item=settings.candidates_per_item,
                                 time_limit_s=settings.solver_time_limit_s,
                                 workers=settings.solver_workers,
-                                timezone=settings.timezone))
+                                timezone=settings.timezone,
+                                service_travel_km=settings.service_travel_km))
     options = options_from(settings, engine, trigger="cli", requested_by=requested_by)
     config = options.config
     if penalty is not None:

@@ -77,6 +77,9 @@ def simulate_command(
     start: Annotated[str, typer.Option(help="First day (YYYY-MM-DD); default tomorrow.")] = "",
     seed: Annotated[int, typer.Option(help="Seed of the district and the days.")] = 7,
     cases: Annotated[int, typer.Option(min=1, help="Cases opened on a weekday.")] = 600,
+    reach_mix: Annotated[bool, typer.Option(
+        help="Partners state default reaches (some deliver within 15 km, some take people "
+        "from 10 km, a few serve the district); off: the old rule for everyone.")] = True,
 ) -> None:
     """Write a simulated district's registry and days as a stream `matcher replay` reads."""
     from matcher.simulator import build_district, registry_events, simulate_month
@@ -84,7 +87,7 @@ def simulate_command(
     from schemas.topics import Topics
 
     first = date.fromisoformat(start) if start else (datetime.now(UTC) + timedelta(days=1)).date()
-    district = build_district(seed=seed)
+    district = build_district(seed=seed, reach_mix=reach_mix)
     topics = Topics()
     registered_at = datetime.combine(first - timedelta(days=1), datetime.min.time(), UTC)
 

@@ -113,7 +113,7 @@ async def run_demo(settings: Settings, console: Console, *, day: date | None, se
     topics = Topics(prefix)
     await grant_demo_topics(demo_settings, topics)
     publisher = kafka_access(demo_settings, role=ADMIN)
-    district = build_district(seed=seed)
+    district = build_district(seed=seed, reach_mix=True)
     when = day or (datetime.now(UTC) + timedelta(days=1)).date()
     console.print(f"District: {len(district.nodes)} nodes, {len(district.partners)} partners. "
                   f"Simulated day: {when}.")

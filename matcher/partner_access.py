@@ -32,6 +32,7 @@ from matcher.kafka_principals import (
 from matcher.localkafka import ensure_topics, metadata_ok
 from matcher.settings import Settings
 from matcher.simulator.publish import publish_events
+from schemas.common import Reach
 from schemas.registry import Partner, PartnerKind, PartnerRegistered
 from schemas.topics import Topics
 
@@ -54,8 +55,10 @@ class PartnerAccess:
 
 
 def add_partner(settings: Settings, *, partner_id: str, node_id: str, name: str,
-                kind: PartnerKind, credentials_file: Path) -> PartnerAccess:
-    """Give a partner its principal, topics and ACLs, register it, and write its config."""
+                kind: PartnerKind, credentials_file: Path,
+                reach: Reach | None = None) -> PartnerAccess:
+    """Give a partner its principal, topics and ACLs, register it (with the default reach of
+    its offers, if given), and write its config."""
     check_partner_id(partner_id)
     admin = kafka_access(settings, role=ADMIN)
     if not admin.uses_sasl:
@@ -67,7 +70,8 @@ def add_partner(settings: Settings, *, partner_id: str, node_id: str, name: str,
     upsert_scram_user(admin, user, password)
     ensure_topics(admin, topics.partner_topics(partner_id), settings.topic_partitions)
     apply_grants(admin, partner_grants(topics, partner_id))
-    partner = Partner(partner_id=partner_id, name=name, kind=kind, home_node_id=node_id)
+    partner = Partner(partner_id=partner_id, name=name, kind=kind, home_node_id=node_id,
+                      default_reach=reach)
     event = PartnerRegistered(event_id=uuid.uuid4(), occurred_at=datetime.now(UTC),
                               producer=REGISTRAR, payload=partner)
     try:

@@ -192,7 +192,8 @@ class Replay:
             matching=MatchingConfig(topics=self.topics,
                                     candidates_per_item=settings.candidates_per_item,
                                     time_limit_s=settings.solver_time_limit_s,
-                                    workers=settings.solver_workers),
+                                    workers=settings.solver_workers,
+                                    service_travel_km=settings.service_travel_km),
             clock=self.clock)
         self.desk = Desk(engine=self.engine, settings=settings)
         self.out_dir = out_dir

@@ -97,6 +97,10 @@ class Settings(BaseSettings):
     solver_workers: int = Field(default=2, ge=1, description="CP-SAT search workers.")
     candidates_per_item: int = Field(default=30, ge=1,
                                      description="Most candidate offers kept per need item.")
+    service_travel_km: float = Field(
+        default=5.0, gt=0, le=200,
+        description="How far people travel to a service with a place, when neither the offer, "
+        "its partner nor a node up the hierarchy says how it reaches people.")
 
     # Service
     http_host: str = Field(default="127.0.0.1", description="Host of the health/metrics server.")

@@ -104,3 +104,42 @@ class TimeWindow(WireModel):
     @property
     def hours(self) -> float:
         return (self.end - self.start).total_seconds() / 3600.0
+
+
+class ReachMode(StrEnum):
+    """How an offer reaches the people it serves."""
+
+    PICKUP = "pickup"
+    DELIVERY = "delivery"
+    DISTRICT = "district"
+
+
+class Reach(WireModel):
+    """How far an offer reaches: people come to its place, it is brought to them, or it
+    serves the whole district."""
+
+    mode: ReachMode = Field(
+        description="pickup: people come to the offer's place (within km of it); delivery: "
+        "the partner brings it to people within km of its place; district: anyone in the "
+        "district, wherever they live.",
+        examples=["delivery"],
+    )
+    km: Number | None = Field(
+        default=None, gt=0, le=200,
+        description="Radius around the offer's place (its pickup point or service place, "
+        "else its node's point); required for pickup and delivery, absent for district.",
+        examples=[15.0],
+    )
+
+    @model_validator(mode="after")
+    def _radius_fits_mode(self) -> Reach:
+        if (self.mode is ReachMode.DISTRICT) != (self.km is None):
+            raise ValueError("pickup and delivery need km; district takes none")
+        return self
+
+    @staticmethod
+    def parse(text: str) -> Reach:
+        """A reach from its short form: 'pickup:3', 'delivery:15' or 'district'."""
+        mode, _, km = text.strip().partition(":")
+        return Reach(mode=ReachMode(mode.strip().lower()),
+                     km=float(km) if km.strip() else None)

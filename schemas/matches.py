@@ -10,6 +10,7 @@ from pydantic import Field, TypeAdapter
 from schemas.common import (
     MAX_AMOUNT,
     AwareDatetime,
+    Count,
     Identifier,
     Location,
     Number,
@@ -31,13 +32,37 @@ class ScoreTerm(WireModel):
                                 examples=[8.0])
 
 
+class LostOn(StrEnum):
+    """What a runner-up lost on, besides the score term it trailed most on."""
+
+    TIME = "time"
+    CAPACITY = "capacity"
+    URGENCY = "urgency"
+
+
 class RunnerUp(WireModel):
     """An eligible offer that was not chosen, and why."""
 
     offer_id: Identifier = Field(description="The offer not chosen.", examples=["offer-v-0077"])
     score: Number = Field(description="Its score for this item.", examples=[41.5])
     why_lost: str = Field(description="Why it lost, in words.",
-                          examples=["lower score: farther away (6.1 km vs 1.2 km)"])
+                          examples=["lower score (41.5 vs 57.3), mostly on travel (2.1 vs 8.8); "
+                                    "4.9 km farther"])
+    lost_on: str | None = Field(
+        default=None,
+        description="What it lost on: the score term it trailed most on (e.g. travel, "
+        "urgency), 'time' (the volunteer had no free time left in the item's window), "
+        "'capacity' (its capacity served cases no more urgent but better placed) or "
+        "'urgency' (its capacity went to a more urgent case).",
+        examples=["travel"])
+    km_further: Number | None = Field(
+        default=None,
+        description="How much farther from the beneficiary it is than the chosen offer, in km "
+        "(negative: nearer); none when a place is unknown.", examples=[4.9])
+    competing_urgency: Count | None = Field(
+        default=None, ge=1, le=5,
+        description="When its capacity went to another case in the batch: the highest "
+        "urgency among those cases.", examples=[5])
 
 
 class Explanation(WireModel):
@@ -91,7 +116,8 @@ class Proposal(WireModel):
     )
     place: Location | None = Field(
         default=None, description="Where goods are handed over (the lot's pickup point) or a "
-        "service is given; none for home visits.", examples=[{"lat": 28.996, "lon": 106.668}])
+        "service is given; none for home visits and deliveries (brought to the beneficiary).",
+        examples=[{"lat": 28.996, "lon": 106.668}])
     score: Number = Field(description="Total score of the match.", examples=[57.3])
     explanation: Explanation = Field(description="Rules, score terms and runner-ups.")
 
@@ -163,6 +189,14 @@ class MatchFulfilled(InboundEnvelope):
     payload: FulfilmentPayload = Field(description="The outcome.")
 
 
+class TakenBy(StrEnum):
+    """Who holds the capacity of the eligible offers an item did not get."""
+
+    MORE_URGENT_CASES = "more_urgent_cases"
+    AS_URGENT_BETTER_PLACED = "as_urgent_better_placed"
+    EARLIER_COMMITMENTS = "earlier_commitments"
+
+
 class Unmatched(WireModel):
     """A need item the engine could not (fully) serve in a batch, and why."""
 
@@ -175,6 +209,12 @@ class Unmatched(WireModel):
                              examples=["no_eligible_offer"])
     reason: str = Field(description="Reason in words.",
                         examples=["no volunteer with skill 'physiotherapy' within reach"])
+    taken_by: TakenBy | None = Field(
+        default=None,
+        description="For capacity_taken and partly_served: who holds the eligible capacity "
+        "(more urgent cases or cases as urgent and better placed in this batch, or earlier "
+        "commitments); none for the other reasons.",
+        examples=["more_urgent_cases"])
 
 
 class NeedUnmatched(Envelope):

@@ -14,6 +14,7 @@ from schemas.common import (
     Identifier,
     Location,
     Number,
+    Reach,
     TimeWindow,
     WireModel,
 )
@@ -124,6 +125,12 @@ class GoodsOffer(_OfferBase):
         default=None, description="Where the goods are picked up.",
         examples=[{"lat": 28.996, "lon": 106.668}],
     )
+    reach: Reach | None = Field(
+        default=None,
+        description="How the goods reach people; none: the partner's default, else the "
+        "nearest node's, else anyone in the workstation's street of the offer's node.",
+        examples=[{"mode": "delivery", "km": 15.0}],
+    )
 
 
 class ServiceSlot(WireModel):
@@ -157,6 +164,13 @@ class ServiceOffer(_OfferBase):
     place: Location | None = Field(
         default=None, description="Where the service takes place.",
         examples=[{"lat": 29.003, "lon": 106.670}],
+    )
+    reach: Reach | None = Field(
+        default=None,
+        description="How far people travel to the service (pickup), or how far it comes to "
+        "them (delivery), or district-wide; none: the partner's default, else the nearest "
+        "node's, else within MATCHER_SERVICE_TRAVEL_KM of its place.",
+        examples=[{"mode": "pickup", "km": 10.0}],
     )
 
 

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, TypeAdapter, model_validator
 
-from schemas.common import Identifier, Level, Location, WireModel
+from schemas.common import Identifier, Level, Location, Reach, WireModel
 from schemas.envelope import InboundEnvelope
 
 
@@ -42,6 +42,13 @@ class Node(WireModel):
         description="A representative point (centroid) of the node's area.",
         examples=[{"lat": 28.995, "lon": 106.668}],
     )
+    default_reach: Reach | None = Field(
+        default=None,
+        description="How goods and services based in this node's subtree reach people when "
+        "neither the offer nor its partner says; the nearest node up the hierarchy with one "
+        "decides.",
+        examples=[{"mode": "pickup", "km": 5.0}],
+    )
 
     @model_validator(mode="after")
     def _parent_matches_level(self) -> Node:
@@ -63,6 +70,12 @@ class Partner(WireModel):
     home_node_id: Identifier = Field(
         description="Node of the hierarchy the partner is attached to.",
         examples=["ws-wenlong"],
+    )
+    default_reach: Reach | None = Field(
+        default=None,
+        description="How the partner's goods and services reach people when an offer does "
+        "not say (e.g. a supermarket that delivers within 15 km).",
+        examples=[{"mode": "delivery", "km": 15.0}],
     )
 
 

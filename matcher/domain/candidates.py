@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from matcher.domain.frames import Demand, FloatArray, IntArray, Supply
+from matcher.domain.frames import BoolArray, Demand, FloatArray, IntArray, Supply
 from matcher.domain.pairs import NearbyIndex, Pairs, count_by_need
 from matcher.domain.rules import RULES
 from matcher.domain.scoring import (
@@ -78,14 +78,16 @@ def _chunks(rows: IntArray, work: IntArray, limit: int) -> list[IntArray]:
 
 def generate(demand: Demand, supply: Supply, *, now: float, weights: Weights,
              context: ScoringContext, excluded: set[tuple[str, str, str]] | None = None,
-             k: int = 30, chunk_pairs: int = CHUNK_PAIRS) -> Candidates:
+             k: int = 30, chunk_pairs: int = CHUNK_PAIRS,
+             only: BoolArray | None = None) -> Candidates:
     """Eligible pairs, scored, the best k per need item.
 
     Pairs are made only for items still open to matching, with offers in their unit that
     may be within reach (see `pairs.NearbyIndex`); the pairs never made are counted under
     the rule that turns them away, so `failed` is what checking every pair would give.
     Chunks of items are made, checked and cut to their best pairs one at a time, so memory
-    follows a chunk, not the district.
+    follows a chunk, not the district. `only`: pair only these demand rows (the counts of the
+    others are not to be read).
     """
     assert tuple(rule.name for rule in RULES[:3]) == SCREENED, "the join screens these rules"
     excluded = excluded or set()
@@ -95,7 +97,7 @@ def generate(demand: Demand, supply: Supply, *, now: float, weights: Weights,
     failed[~live, DEADLINE] = joined[~live]
     same_unit = count_by_need(demand, supply, same_unit=True)
     failed[live, UNIT] = joined[live] - same_unit[live]
-    rows = np.flatnonzero(live & (same_unit > 0))
+    rows = np.flatnonzero(live & (same_unit > 0) & (True if only is None else only))
     weight = weight_vector(weights)
     index = NearbyIndex(demand, supply)
     chunks = _chunks(rows, index.counts(rows), chunk_pairs)

@@ -18,14 +18,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 from matcher.domain.kinds import SOLVER_SCALE, Kind  # noqa: F401  (SOLVER_SCALE: re-exported)
+from matcher.domain.reach import SERVICE_TRAVEL_KM, ReachDefaults, resolve_reach
 
 GROUP_CODES = {
     "elderly_alone": 0, "elderly": 1, "disabled": 2, "low_income": 3,
     "left_behind_child": 4, "child_in_difficulty": 5, "ill_or_recovering": 6,
 }
 NO_TIME = math.inf
-# People travel to a service: within this distance of its place it is within their reach.
-SERVICE_REACH_KM = 5.0
+SERVICE_REACH_KM = SERVICE_TRAVEL_KM  # the old name, kept for callers
 
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.int64]
@@ -133,7 +133,8 @@ class Supply:
     eligibility: IntArray  # bit mask of groups; 0: everyone
     lat: FloatArray
     lon: FloatArray
-    radius_km: FloatArray  # NaN: reach is the offer node's subtree
+    radius_km: FloatArray  # NaN: reach is the offer node's workstation; +inf: the district
+    reach_mode: IntArray  # `reach.MODE_CODES`: travel, pickup, delivery, district, workstation
     workstation: IntArray
     studio: IntArray
     grid: IntArray
@@ -269,17 +270,6 @@ def supply_units(offer: Mapping[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def _reach_km(payload: Mapping[str, Any], location: Mapping[str, Any] | None) -> float:
-    """How far from its place an offer reaches; NaN: it reaches its workstation instead."""
-    if location is None:
-        return math.nan
-    if payload["kind"] == "volunteer":
-        return float(payload["travel_radius_km"])
-    if payload["kind"] == "service":
-        return SERVICE_REACH_KM
-    return math.nan
-
-
 def free_windows(windows: Sequence[tuple[float, float]],
                  busy: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
     """The parts of the windows outside every busy interval (all as epoch seconds)."""
@@ -301,12 +291,17 @@ def free_windows(windows: Sequence[tuple[float, float]],
 def build_supply(offers: Sequence[Mapping[str, Any]],
                  held: Mapping[tuple[str, int | None], float],
                  nodes: Mapping[str, Any], vocab: Vocabulary,
-                 busy: Mapping[str, Sequence[tuple[float, float]]] | None = None) -> Supply:
+                 busy: Mapping[str, Sequence[tuple[float, float]]] | None = None, *,
+                 reach: ReachDefaults | None = None, full: bool = False) -> Supply:
     """Supply rows for active offers with capacity left.
 
     `busy` (volunteer id -> promised visits, epoch seconds) takes those visits out of the
     volunteers' windows, so candidates and amounts only count time the volunteer still has.
+    `reach`: partners' default reach and the service travel distance (see `reach.py`); nodes
+    give their own defaults. `full`: the units with no capacity left instead, so an item can
+    be told that eligible offers existed but were taken.
     """
+    reach = reach or ReachDefaults()
     rows: dict[str, list[Any]] = {name: [] for name in Supply.__dataclass_fields__}
     starts: list[float] = []
     ends: list[float] = []
@@ -325,7 +320,8 @@ def build_supply(offers: Sequence[Mapping[str, Any]],
         is_volunteer = kind == "volunteer"
         location = payload.get("home") or payload.get("pickup") or payload.get("place")
         lat, lon = (location["lat"], location["lon"]) if location else node_point
-        radius = _reach_km(payload, location)
+        reaches = resolve_reach(payload, has_own_place=location is not None, nodes=nodes,
+                                defaults=reach)
         expires = (epoch(datetime.fromisoformat(payload["expires_at"]))
                    if payload.get("expires_at") else NO_TIME)
         eligibility = sum(1 << GROUP_CODES[g] for g in payload.get("eligibility", [])
@@ -333,8 +329,9 @@ def build_supply(offers: Sequence[Mapping[str, Any]],
         for unit in supply_units(offer):
             slot_key = None if unit["slot"] < 0 else unit["slot"]
             remaining = unit["capacity"] - held.get((offer["offer_id"], slot_key), 0.0)
-            if remaining <= 1e-9:
+            if (remaining <= 1e-9) != full:
                 continue
+            remaining = max(remaining, 0.0)
             row = len(rows["offer_id"])
             needs = [vocab.code(vocab.needs, need) for need in unit["needs"]]
             partner = vocab.code(vocab.partners, payload["partner_id"])
@@ -350,7 +347,8 @@ def build_supply(offers: Sequence[Mapping[str, Any]],
                 ("partner_id", payload["partner_id"]), ("kind", Kind.of(kind)),
                 ("unit", unit_code), ("remaining", remaining), ("capacity", unit["capacity"]),
                 ("expires", expires), ("language_mask", language_mask),
-                ("eligibility", eligibility), ("lat", lat), ("lon", lon), ("radius_km", radius),
+                ("eligibility", eligibility), ("lat", lat), ("lon", lon),
+                ("radius_km", reaches.radius_km), ("reach_mode", reaches.code),
                 ("workstation", ws), ("studio", st), ("grid", gr),
                 ("volunteer", vocab.code(vocab.volunteers, payload["volunteer_id"])
                  if is_volunteer else -1),
@@ -376,7 +374,7 @@ def build_supply(offers: Sequence[Mapping[str, Any]],
     columns: dict[str, Any] = {
         **{name: np.asarray(rows[name], dtype=np.int64) for name in (
             "slot", "partner", "kind", "unit", "language_mask", "eligibility", "workstation",
-            "studio", "grid", "volunteer", "key_row", "key_need")},
+            "studio", "grid", "volunteer", "key_row", "key_need", "reach_mode")},
         **{name: np.asarray(rows[name], dtype=np.float64) for name in (
             "remaining", "capacity", "expires", "lat", "lon", "radius_km", "weekly_limit")},
     }

@@ -243,15 +243,17 @@ class NearbyIndex:
     A zone is a map cell or a workstation. An offer that reaches by radius is filed under
     every cell its circle touches (and under its workstation, for beneficiaries without a
     known place); one that reaches its workstation's street is filed under that workstation
-    (or everywhere, when it is based at the centre). An item looks up its own cell and its
-    workstation. The pairs it returns are a superset of those `within_reach` accepts among
-    pairs of the same kind, need and unit; the exact rules still run on them.
+    (or everywhere, when it is based at the centre); one that reaches the whole district is
+    filed everywhere. An item looks up its own cell and its workstation. The pairs it
+    returns are a superset of those `within_reach` accepts among pairs of the same kind, need
+    and unit; the exact rules still run on them.
     """
 
     def __init__(self, demand: Demand, supply: Supply, cell_km: float = CELL_KM) -> None:
         self.demand, self.supply, self.cell_km = demand, supply, cell_km
         self.located = np.isfinite(demand.lat) & np.isfinite(demand.lon)
-        self.by_radius = (~np.isnan(supply.radius_km) & np.isfinite(supply.lat)
+        self.district_wide = np.isposinf(supply.radius_km)
+        self.by_radius = (np.isfinite(supply.radius_km) & np.isfinite(supply.lat)
                           & np.isfinite(supply.lon))
         self.reach_km = np.where(self.by_radius, supply.radius_km, 0.0) * SCREEN_SLACK \
             + SCREEN_SLACK_KM
@@ -294,7 +296,9 @@ class NearbyIndex:
         rows = np.arange(len(supply), dtype=np.int64)
         ws = supply.workstation
         by_ws = ~self.by_radius
-        ws_zone = np.where(ws >= 0, self.nx * self.ny + ws, self.any_ws)
+        # District-wide offers, like those based at the centre, are filed under "anywhere".
+        ws_zone = np.where((ws >= 0) & ~self.district_wide, self.nx * self.ny + ws,
+                           self.any_ws)
         unplaced_zone = np.where(ws >= 0, self.unplaced + ws, self.unplaced_any)
         circle = np.flatnonzero(self.by_radius)
         cx, cy, reach = self.sx[circle], self.sy[circle], self.reach_km[circle]

@@ -38,13 +38,15 @@ def unit_matches(p: Pairs) -> BoolArray:
 
 
 def within_reach(p: Pairs) -> BoolArray:
-    """Volunteers go as far as their travel radius and people go a short way to a service;
-    goods (and offers without a place) are brought anywhere in their workstation's street."""
-    by_radius = p.distance_km <= p.supply.radius_km[p.s]
-    radius_known = ~np.isnan(p.supply.radius_km[p.s]) & ~np.isnan(p.distance_km)
+    """Volunteers go as far as their travel radius; offers that pick up, deliver or take people
+    within a radius serve that circle; district-wide offers serve everyone; goods that say
+    nothing (and offers without a place) are brought anywhere in their workstation's street."""
+    radius = p.supply.radius_km[p.s]
+    by_radius = p.distance_km <= radius
+    radius_known = ~np.isnan(radius) & ~np.isnan(p.distance_km)
     ws = p.supply.workstation[p.s]
     in_workstation = (ws < 0) | (ws == p.demand.workstation[p.d])
-    return np.where(radius_known, by_radius, in_workstation)
+    return np.isposinf(radius) | np.where(radius_known, by_radius, in_workstation)
 
 
 def deadline_not_passed(p: Pairs) -> BoolArray:

@@ -181,7 +181,8 @@ class MatchingEngine:
         assert self.matching is not None
         now = self.clock()
         with snapshot(self.db) as store:
-            inputs = read_live_inputs(store, shard, now, self.matching.timezone)
+            inputs = read_live_inputs(store, shard, now, self.matching.timezone,
+                                      self.matching.service_travel_km)
         plan = plan_batch(inputs, self.matching)
         with self.writing() as store:
             store.lock_shard(shard)  # another instance finishing a batch of it records first

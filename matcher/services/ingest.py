@@ -94,7 +94,9 @@ def register_node(event: NodeRegistered, store: Store, ctx: Context) -> str:
         raise InvalidHierarchy(f"node '{node.node_id}' cannot move to another parent")
     lat, lon = (node.location.lat, node.location.lon) if node.location else (None, None)
     store.upsert_node(node_id=node.node_id, level=node.level.value, parent_id=node.parent_id,
-                      name=node.name, path=path, lat=lat, lon=lon)
+                      name=node.name, path=path, lat=lat, lon=lon,
+                      reach=node.default_reach.model_dump(mode="json")
+                      if node.default_reach else None)
     return f"node {node.node_id} ({node.level}) registered"
 
 
@@ -105,7 +107,9 @@ def register_partner(event: PartnerRegistered, store: Store, ctx: Context) -> st
         raise UnknownReference(f"home node '{partner.home_node_id}' is not registered")
     store.upsert_partner(partner_id=partner.partner_id, name=partner.name,
                          kind=partner.kind.value, home_node_id=partner.home_node_id,
-                         at=event.occurred_at)
+                         at=event.occurred_at,
+                         reach=partner.default_reach.model_dump(mode="json")
+                         if partner.default_reach else None)
     return f"partner {partner.partner_id} ({partner.kind}) registered"
 
 

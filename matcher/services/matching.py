@@ -32,9 +32,18 @@ from matcher.domain.allocation import (
     volunteer_limits,
 )
 from matcher.domain.candidates import Candidates, generate
-from matcher.domain.explain import Explanation, explanations, unmatched_reason
+from matcher.domain.explain import (
+    Explanation,
+    FullOffers,
+    check_full_offers,
+    competing_urgency,
+    explanations,
+    held_earlier,
+    unmatched_reason,
+)
 from matcher.domain.frames import Demand, Supply, Vocabulary, build_demand, build_supply
 from matcher.domain.kinds import Kind
+from matcher.domain.reach import DELIVERY, MODE_CODES, SERVICE_TRAVEL_KM, ReachDefaults
 from matcher.domain.scoring import ScoringContext, Weights, weight_vector
 from matcher.domain.weeks import (
     DEFAULT_ZONE,
@@ -66,6 +75,7 @@ class MatchingConfig:
     workers: int = 2
     producer: str = "charity-matcher"
     timezone: str = DEFAULT_ZONE  # whose calendar counts a volunteer's weeks
+    service_travel_km: float = SERVICE_TRAVEL_KM  # a service's reach when no one says
 
 
 @dataclass(frozen=True)
@@ -110,10 +120,13 @@ class LiveInputs:
     # Weekly limits stated by offers that serve those hours (maybe no longer live or in
     # another shard), per volunteer: the lowest stated by any counts.
     limits: dict[str, float] = field(default_factory=dict)
+    # Partners' default reach and the service travel distance (nodes carry their own).
+    reach: ReachDefaults = field(default_factory=ReachDefaults)
 
 
 def read_live_inputs(store: Store, shard: str, now: datetime,
-                     timezone: str = DEFAULT_ZONE) -> LiveInputs:
+                     timezone: str = DEFAULT_ZONE,
+                     service_travel_km: float = SERVICE_TRAVEL_KM) -> LiveInputs:
     """Only what can still be matched: items before their deadline, offers still live, and
     visits that still occupy a volunteer's future or count against this week's hours;
     nothing that grows with history."""
@@ -126,6 +139,8 @@ def read_live_inputs(store: Store, shard: str, now: datetime,
         excluded=store.excluded_pairs(shard, now=now),
         given=hours_by_week(store.given_hours(since=this_week), timezone), timezone=timezone,
         limits=stated_limits(store.stated_limits_of(store.given_offers(since=this_week))),
+        reach=ReachDefaults(partners=store.partner_reaches(),
+                            service_travel_km=service_travel_km),
     )
 
 
@@ -150,7 +165,8 @@ def build_frames(inputs: LiveInputs) -> Frames:
     vocab = Vocabulary()
     demand = build_demand(inputs.items, inputs.served, inputs.nodes, vocab)
     supply = build_supply([{"offer_id": o.offer_id, "payload": o.payload} for o in inputs.offers],
-                          inputs.held, inputs.nodes, vocab, busy=inputs.busy)
+                          inputs.held, inputs.nodes, vocab, busy=inputs.busy,
+                          reach=inputs.reach)
     history = frozenset((ben, vocab.code(vocab.volunteers, vol)) for ben, vol in inputs.history)
     context = ScoringContext(history=history,
                              grid_coverage=coverage(inputs.items, inputs.served))
@@ -224,6 +240,23 @@ class BatchPlan:
     explanations: list[Explanation]
     config: MatchingConfig
     started: float
+    full: FullOffers | None = None  # the rules on full offers, for items left without any
+
+
+def check_taken_offers(frames: Frames, inputs: LiveInputs, cands: Candidates,
+                       allocations: Sequence[Allocation], config: MatchingConfig) -> FullOffers:
+    """The rules on offers whose capacity is all held, for items the batch leaves open
+    without a single candidate: were any eligible, their capacity was taken."""
+    demand, p = frames.demand, cands.pairs
+    served = np.bincount(p.d[[a.arc for a in allocations]], minlength=len(demand))
+    no_candidate = np.bincount(p.d, minlength=len(demand)) == 0
+    rows = no_candidate & (served == 0) & (demand.end > inputs.now.timestamp())
+    if not rows.any():
+        return FullOffers.none(demand)
+    full = build_supply([{"offer_id": o.offer_id, "payload": o.payload} for o in inputs.offers],
+                        inputs.held, inputs.nodes, frames.vocab, reach=inputs.reach, full=True)
+    return check_full_offers(demand, full, now=inputs.now.timestamp(), weights=config.weights,
+                             context=frames.context, excluded=inputs.excluded, rows=rows)
 
 
 def plan_batch(inputs: LiveInputs, config: MatchingConfig,
@@ -236,9 +269,10 @@ def plan_batch(inputs: LiveInputs, config: MatchingConfig,
     allocations = place(frames, cands, solution)
     explained = explanations(cands, allocations, frames.supply, weight_vector(config.weights),
                              solution.status.value, unplaced_arcs(cands, solution, allocations))
+    full = check_taken_offers(frames, inputs, cands, allocations, config)
     return BatchPlan(inputs=inputs, frames=frames, cands=cands, solution=solution,
                      allocations=allocations, explanations=explained, config=config,
-                     started=started)
+                     started=started, full=full)
 
 
 # --- step 7: recording ------------------------------------------------------------------------
@@ -336,9 +370,11 @@ class _WeeklyCheck:
 
 
 def _place_of(supply: Supply, s: int, kind: Kind) -> dict[str, float] | None:
-    """Where goods are handed over or a service is given (none for home visits)."""
+    """Where goods are handed over or a service is given (none for home visits, and for
+    deliveries: those are brought to the beneficiary)."""
     lat, lon = float(supply.lat[s]), float(supply.lon[s])
-    if kind is Kind.VOLUNTEER or not (np.isfinite(lat) and np.isfinite(lon)):
+    delivered = int(supply.reach_mode[s]) == MODE_CODES[DELIVERY]
+    if kind is Kind.VOLUNTEER or delivered or not (np.isfinite(lat) and np.isfinite(lon)):
         return None
     return {"lat": round(lat, 6), "lon": round(lon, 6)}
 
@@ -434,9 +470,15 @@ def random_hex(count: int, size: int) -> list[str]:
 
 def record_unmatched(store: Store, items: Sequence[Mapping[str, Any]],
                      allocations: Sequence[Allocation], cands: Candidates, demand: Demand,
-                     vocab: Vocabulary, config: MatchingConfig, now: datetime) -> int:
-    """Give every item left open a reason; send an event only when the reason changed."""
+                     vocab: Vocabulary, config: MatchingConfig, now: datetime,
+                     full: FullOffers | None = None) -> int:
+    """Give every item left open a reason; send an event only when the reason changed.
+
+    `full`: the rules on offers with no capacity left (see `check_taken_offers`).
+    """
     p = cands.pairs
+    competing = competing_urgency(cands, allocations).tolist()
+    earlier = held_earlier(cands).tolist()
     arcs = np.asarray([a.arc for a in allocations], dtype=np.int64)
     assigned = np.bincount(p.d[arcs], weights=[a.amount for a in allocations],
                            minlength=len(demand))
@@ -445,7 +487,7 @@ def record_unmatched(store: Store, items: Sequence[Mapping[str, Any]],
     need_names = {code: name for name, code in vocab.needs.items()}
     previous = {(i["case_id"], i["item_id"]): (i["unmatched_code"], i["unmatched_reason"])
                 for i in items}
-    changes: list[tuple[str, str, str | None, str | None]] = []
+    changes: list[tuple[str, str, str | None, str | None, str | None]] = []
     payloads: list[dict[str, Any]] = []
     occurred = _iso(now)
     left_open = 0
@@ -454,18 +496,21 @@ def record_unmatched(store: Store, items: Sequence[Mapping[str, Any]],
         key = (case_id, item_id)
         if not still_open:
             if previous.get(key, (None, None))[0] is not None:
-                changes.append((case_id, item_id, None, None))
+                changes.append((case_id, item_id, None, None, None))
             continue
         left_open += 1
-        code, reason = unmatched_reason(row, demand, cands, bool(has_arcs[row]),
-                                        float(assigned[row]), need_names[int(demand.need[row])])
+        code, reason, by = unmatched_reason(
+            row, demand, cands, bool(has_arcs[row]), float(assigned[row]),
+            need_names[int(demand.need[row])], full=full, competing=competing[row],
+            earlier=earlier[row])
         if previous.get(key) == (code, reason):
             continue
-        changes.append((case_id, item_id, code, reason))
+        changes.append((case_id, item_id, code, reason, by.value if by else None))
         payloads.append({"case_id": case_id, "item_id": item_id,
                          "grid_id": demand.grid_id[row],
                          "open_quantity": round(float(open_after[row]), 4),
-                         "reason_code": code, "reason": reason})
+                         "reason_code": code, "reason": reason,
+                         **({"taken_by": by.value} if by else {})})
     store.set_unmatched_many(changes)
     store.add_outbox_many([outbox_row(
         config.topics, event_type="need.unmatched", event_id=event_id, payload=payload,
@@ -492,7 +537,8 @@ def record_batch(store: Store, plan: BatchPlan, *, check: bool = True) -> BatchR
                                  demand=plan.frames.demand, supply=plan.frames.supply,
                                  vocab=plan.frames.vocab, config=plan.config, now=now)
     unmatched = record_unmatched(store, plan.inputs.items, allocations, plan.cands,
-                                 plan.frames.demand, plan.frames.vocab, plan.config, now)
+                                 plan.frames.demand, plan.frames.vocab, plan.config, now,
+                                 full=plan.full)
     solution = plan.solution
     return BatchReport(
         shard=plan.inputs.shard, items=len(plan.frames.demand),
@@ -506,6 +552,7 @@ def record_batch(store: Store, plan: BatchPlan, *, check: bool = True) -> BatchR
 def run_batch(store: Store, shard: str, config: MatchingConfig, now: datetime) -> BatchReport:
     """The whole batch through one store (tests and tools; the engine splits read, plan and
     record across transactions)."""
-    return record_batch(store, plan_batch(read_live_inputs(store, shard, now, config.timezone),
+    return record_batch(store, plan_batch(read_live_inputs(store, shard, now, config.timezone,
+                                                           config.service_travel_km),
                                           config),
                         check=False)

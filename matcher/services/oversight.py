@@ -151,6 +151,7 @@ class UnmatchedNeed(BaseModel):
     reason_code: str
     reason: str
     grid_name: str = ""
+    taken_by: str | None = None  # for capacity_taken: who holds the capacity
 
 
 def _in_subtree(coordinator: Coordinator) -> Any:
@@ -386,7 +387,8 @@ def unmatched_needs(store: Store, coordinator: Coordinator, *,
         UnmatchedNeed(case_id=r.case_id, item_id=r.item_id, grid_id=r.grid_id, kind=r.kind,
                       need=r.need, quantity=r.quantity, unit=r.unit, urgency=r.urgency,
                       deadline=r.deadline, reason_code=r.unmatched_code,
-                      reason=r.unmatched_reason or "", grid_name=r.grid_name)
+                      reason=r.unmatched_reason or "", grid_name=r.grid_name,
+                      taken_by=r.unmatched_taken_by)
         for r in store.conn.execute(query) if coordinator.covers(r.path)
     ]
 

@@ -46,6 +46,7 @@ from matcher.domain.frames import (
     supply_units,
 )
 from matcher.domain.pairs import Pairs
+from matcher.domain.reach import ReachDefaults
 from matcher.domain.rules import RULES
 from matcher.domain.scoring import ScoringContext, term_values, weight_vector
 from matcher.domain.weeks import (
@@ -98,6 +99,7 @@ class Snapshot:
     given: dict[tuple[str, int], float] = field(default_factory=dict)
     timezone: str = DEFAULT_ZONE
     limits: dict[str, float] = field(default_factory=dict)  # stated by offers serving them
+    partner_reach: dict[str, dict[str, Any]] = field(default_factory=dict)  # partners' defaults
 
 
 def read_snapshot(store: Store, shard: str, now: datetime | None = None,
@@ -121,6 +123,7 @@ def read_snapshot(store: Store, shard: str, now: datetime | None = None,
         timezone=timezone,
         limits=({} if now is None else stated_limits(store.stated_limits_of(store.given_offers(
             since=week_start(week_of(now, timezone), timezone))))),
+        partner_reach=store.partner_reaches(),
     )
 
 
@@ -487,7 +490,9 @@ def plan_shard(snapshot: Snapshot, config: RebalanceConfig, now: datetime,
     vocab = Vocabulary()
     demand = build_demand(snapshot.items, served, snapshot.nodes, vocab)
     supply = build_supply([{"offer_id": o.offer_id, "payload": o.payload}
-                           for o in snapshot.offers], _sum_by_offer(kept), snapshot.nodes, vocab)
+                           for o in snapshot.offers], _sum_by_offer(kept), snapshot.nodes, vocab,
+                          reach=ReachDefaults(partners=snapshot.partner_reach,
+                                              service_travel_km=config.matching.service_travel_km))
     history = frozenset((ben, vocab.code(vocab.volunteers, vol)) for ben, vol in snapshot.history)
     # Coverage counts committed matches only, so it does not shift with the plan being made.
     context = ScoringContext(history=history, grid_coverage=coverage(snapshot.items, served))

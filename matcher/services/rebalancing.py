@@ -98,7 +98,8 @@ def options_from(settings: Settings, engine: MatchingEngine, *, trigger: str,
                               candidates_per_item=engine.matching.candidates_per_item,
                               time_limit_s=settings.rebalance_time_limit_s,
                               workers=engine.matching.workers, producer=ENGINE,
-                              timezone=engine.matching.timezone)
+                              timezone=engine.matching.timezone,
+                              service_travel_km=engine.matching.service_travel_km)
     return RunOptions(trigger=trigger, requested_by=requested_by, reason=reason,
                       event_id=event_id,
                       config=RebalanceConfig(matching=matching,

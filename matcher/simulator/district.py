@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from schemas import Level, Location, Node, Partner, PartnerKind
+from schemas.common import Reach
 
 CENTRE_ID = "centre"
 CENTRE_NAME = "綦江区慈善中心"
@@ -67,6 +68,19 @@ PARTNER_KIND_SHARES: dict[PartnerKind, float] = {
     PartnerKind.VOLUNTEER_GROUP: 0.20,
     PartnerKind.MERCHANT: 0.21,
     PartnerKind.GOVERNMENT_DEPARTMENT: 0.10,
+}
+
+# How each kind of partner's offers reach people by default, with weights; None: the partner
+# says nothing (goods reach their workstation's street, people travel 5 km to a service).
+# Supermarkets and shops often deliver within 15 km; care agencies take people from up to
+# 10 km; a few departments distribute district-wide.
+PARTNER_REACH: dict[PartnerKind, dict[str | None, float]] = {
+    PartnerKind.MERCHANT: {"delivery:15": 0.45, "delivery:10": 0.15, "pickup:5": 0.15, None: 0.25},
+    PartnerKind.ENTERPRISE: {"delivery:15": 0.30, "pickup:10": 0.20, None: 0.50},
+    PartnerKind.CHARITY: {"pickup:10": 0.35, "delivery:10": 0.15, None: 0.50},
+    PartnerKind.SOCIAL_WORK_AGENCY: {"pickup:10": 0.40, "delivery:10": 0.20, None: 0.40},
+    PartnerKind.VOLUNTEER_GROUP: {None: 1.0},
+    PartnerKind.GOVERNMENT_DEPARTMENT: {"district": 0.25, "pickup:10": 0.25, None: 0.50},
 }
 
 # Where each kind of partner is attached (centre / workstation / studio weights).
@@ -243,8 +257,15 @@ def build_district(
     studios_per_ws: int = 4,
     grids_per_studio: int = 5,
     partners: int = 220,
+    reach_mix: bool = False,
 ) -> District:
-    """Build the seeded hierarchy (centre > workstations > studios > grids) and its partners."""
+    """Build the seeded hierarchy (centre > workstations > studios > grids) and its partners.
+
+    `reach_mix`: partners state a default reach drawn from a realistic mix (`PARTNER_REACH`:
+    supermarkets that deliver, agencies that take people from 10 km, departments serving the
+    district). Off, no partner says and the engine's old rule holds, as benchmarks whose own
+    eligibility code knows only that rule need.
+    """
     if not 1 <= workstations <= len(WORKSTATION_NAMES):
         raise ValueError(f"workstations must be 1..{len(WORKSTATION_NAMES)}")
     if min(studios_per_ws, grids_per_studio, partners) < 1:
@@ -252,7 +273,8 @@ def build_district(
     rng = random.Random(f"district:{seed}")
     nodes = _build_nodes(rng, workstations, studios_per_ws, grids_per_studio)
     district = District(seed=seed, nodes=nodes, partners=[])
-    return District(seed=seed, nodes=nodes, partners=_build_partners(rng, district, partners))
+    return District(seed=seed, nodes=nodes,
+                    partners=_build_partners(rng, district, partners, reach_mix=reach_mix))
 
 
 def _build_nodes(
@@ -391,13 +413,17 @@ def _try_place(
     return None
 
 
-def _build_partners(rng: random.Random, district: District, count: int) -> list[Partner]:
-    """`count` partners of every kind, with plausible names and home nodes."""
+def _build_partners(rng: random.Random, district: District, count: int, *,
+                    reach_mix: bool = False) -> list[Partner]:
+    """`count` partners of every kind, with plausible names and home nodes (and default
+    reaches, with `reach_mix`)."""
     kinds = [kind for kind, n in _apportion(PARTNER_KIND_SHARES, count).items() for _ in range(n)]
     rng.shuffle(kinds)  # so partner ids say nothing about the kind
     used: set[str] = set()
     partners: list[Partner] = []
     gov_index = 0
+    # Reach is drawn from its own stream, so the rest of the district stays as it was.
+    reach_rng = random.Random(f"partner-reach:{district.seed}")
     for number, kind in enumerate(kinds, start=1):
         home = _partner_home(rng, district, kind)
         if kind is PartnerKind.GOVERNMENT_DEPARTMENT:
@@ -406,8 +432,17 @@ def _build_partners(rng: random.Random, district: District, count: int) -> list[
         else:
             name = _partner_name(rng, district, kind, home)
         partners.append(Partner(partner_id=f"partner-{number:03d}", name=_unique(name, used, kind),
-                                kind=kind, home_node_id=home))
+                                kind=kind, home_node_id=home,
+                                default_reach=_partner_reach(reach_rng, kind)
+                                if reach_mix else None))
     return partners
+
+
+def _partner_reach(rng: random.Random, kind: PartnerKind) -> Reach | None:
+    """A partner's default reach, drawn from its kind's mix."""
+    choices = PARTNER_REACH[kind]
+    text = rng.choices(list(choices), weights=list(choices.values()))[0]
+    return Reach.parse(text) if text is not None else None
 
 
 def _apportion(shares: dict[PartnerKind, float], total: int) -> dict[PartnerKind, int]:

@@ -56,6 +56,7 @@ class NodeRow:
     path: str
     lat: float | None
     lon: float | None
+    reach: dict[str, Any] | None = None  # default reach of offers based in the subtree
 
 
 @dataclass(frozen=True)
@@ -252,11 +253,12 @@ class Store:
         return [NodeRow(*r) for r in self.conn.execute(select(*_columns(nodes, NodeRow)))]
 
     def upsert_node(self, *, node_id: str, level: str, parent_id: str | None, name: str,
-                    path: str, lat: float | None, lon: float | None) -> None:
+                    path: str, lat: float | None, lon: float | None,
+                    reach: dict[str, Any] | None = None) -> None:
         """Create or replace a node."""
         self._upsert(nodes, {"node_id": node_id},
                      dict(level=level, parent_id=parent_id, name=name, path=path, lat=lat,
-                          lon=lon))
+                          lon=lon, reach=reach))
         self._nodes.pop(node_id, None)
 
     def partner_home(self, partner_id: str) -> str | None:
@@ -272,12 +274,18 @@ class Store:
                                  .where(partners.c.partner_id == partner_id)).scalar_one_or_none()
 
     def upsert_partner(self, *, partner_id: str, name: str, kind: str, home_node_id: str,
-                       at: datetime) -> None:
+                       at: datetime, reach: dict[str, Any] | None = None) -> None:
         """Create or replace a partner."""
         self._upsert(partners, {"partner_id": partner_id},
-                     dict(name=name, kind=kind, home_node_id=home_node_id),
+                     dict(name=name, kind=kind, home_node_id=home_node_id, reach=reach),
                      on_create={"registered_at": at})
         self._partners.pop(partner_id, None)
+
+    def partner_reaches(self) -> dict[str, dict[str, Any]]:
+        """The default reach of every partner that states one."""
+        return {partner_id: reach for partner_id, reach in self.conn.execute(
+            select(partners.c.partner_id, partners.c.reach).where(partners.c.reach.is_not(None)))
+            if reach}
 
     def count_partners(self) -> int:
         """How many partners are registered."""
@@ -685,26 +693,28 @@ class Store:
         return {(ben, vol) for ben, vol in self.conn.execute(query)}
 
     def set_unmatched(self, case_id: str, item_id: str, *, code: str | None,
-                      reason: str | None) -> None:
+                      reason: str | None, taken_by: str | None = None) -> None:
         """Remember why an item is (partly) unmatched, or clear it."""
         self.conn.execute(
             update(need_items)
             .where(and_(need_items.c.case_id == case_id, need_items.c.item_id == item_id))
-            .values(unmatched_code=code, unmatched_reason=reason)
+            .values(unmatched_code=code, unmatched_reason=reason, unmatched_taken_by=taken_by)
         )
 
-    def set_unmatched_many(self, rows: Sequence[tuple[str, str, str | None, str | None]]
-                           ) -> None:
-        """`set_unmatched` for many (case, item, code, reason) at once (one executemany)."""
+    def set_unmatched_many(
+            self, rows: Sequence[tuple[str, str, str | None, str | None, str | None]]) -> None:
+        """`set_unmatched` for many (case, item, code, reason, taken by) at once (one
+        executemany)."""
         if not rows:
             return
         self.conn.execute(
             update(need_items)
             .where(and_(need_items.c.case_id == bindparam("b_case"),
                         need_items.c.item_id == bindparam("b_item")))
-            .values(unmatched_code=bindparam("b_code"), unmatched_reason=bindparam("b_reason")),
-            [{"b_case": case, "b_item": item, "b_code": code, "b_reason": reason}
-             for case, item, code, reason in rows],
+            .values(unmatched_code=bindparam("b_code"), unmatched_reason=bindparam("b_reason"),
+                    unmatched_taken_by=bindparam("b_taken_by")),
+            [{"b_case": case, "b_item": item, "b_code": code, "b_reason": reason,
+              "b_taken_by": taken_by} for case, item, code, reason, taken_by in rows],
         )
 
     def count_proposals(self, status: ProposalStatus | None = None) -> int:

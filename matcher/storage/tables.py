@@ -81,6 +81,8 @@ nodes = Table(
     Column("lon", Float, nullable=True),
     # "/centre/ws/st/grid/": a subtree is a prefix match, for jurisdiction and shards.
     Column("path", String(500), nullable=False, index=True),
+    # How offers based in the subtree reach people when neither they nor their partner say.
+    Column("reach", JSON(none_as_null=True), nullable=True),
 )
 
 partners = Table(
@@ -91,6 +93,8 @@ partners = Table(
     Column("kind", String(40), nullable=False),
     Column("home_node_id", String(80), ForeignKey("nodes.node_id"), nullable=False),
     Column("registered_at", UtcDateTime, nullable=False),
+    # How the partner's offers reach people when they do not say.
+    Column("reach", JSON(none_as_null=True), nullable=True),
 )
 
 offers = Table(
@@ -150,6 +154,8 @@ need_items = Table(
     # Last reason the item was left (partly) unmatched; an event is sent only when it changes.
     Column("unmatched_code", String(40), nullable=True),
     Column("unmatched_reason", Text, nullable=True),
+    # For capacity_taken: who holds the capacity (more urgent cases, earlier commitments...).
+    Column("unmatched_taken_by", String(40), nullable=True),
     # Batches read only items whose deadline is still ahead.
     Index("ix_need_items_status_deadline", "status", "deadline"),
 )

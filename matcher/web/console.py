@@ -393,7 +393,8 @@ def unmatched(request: Request, grid: str | None = None) -> HTMLResponse:
     needs, grids = desk_of(request).read(lambda store, c: (
         oversight.unmatched_needs(store, c, grid_id=grid or None),
         oversight.grid_choices(store, c)), me.username)
-    why = {(n.case_id, n.item_id): unmatched_words(n.reason_code, n.need) for n in needs}
+    why = {(n.case_id, n.item_id): unmatched_words(n.reason_code, n.need, n.taken_by)
+           for n in needs}
     return page(request, "unmatched.html", me=me, needs=needs, grids=grids, grid=grid or "",
                 why=why)
 

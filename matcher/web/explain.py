@@ -71,7 +71,11 @@ def runner_up_words(entry: Any, runner_up: dict[str, Any], facts: ProposalFacts 
     name = (source_of(offer.kind, offer.partner_name) if offer and offer.partner_name
             else runner_up["offer_id"])
     why_lost = str(runner_up.get("why_lost", ""))
-    if LOST_NO_TIME in why_lost:
+    lost_on = runner_up.get("lost_on")
+    if lost_on == "urgency" and runner_up.get("competing_urgency"):
+        why = _("needed by a more urgent case (urgency %(urgency)s)") % {
+            "urgency": runner_up["competing_urgency"]}
+    elif LOST_NO_TIME in why_lost:
         why = _("not free at that time")
     elif LOST_ELSEWHERE in why_lost:
         why = _("needed more by other people in the best overall plan")
@@ -108,9 +112,14 @@ def plain_sentence(entry: Any, facts: ProposalFacts | None) -> str:
     return sentence + _(".")
 
 
-def unmatched_words(code: str, need: str) -> str:
-    """Why an item is still waiting, in the same plain words."""
-    return _("%(need)s: %(reason)s") % {"need": word(need, "need"), "reason": word(code, "reason")}
+def unmatched_words(code: str, need: str, taken_by: str | None = None) -> str:
+    """Why an item is still waiting, in the same plain words (and who took the capacity)."""
+    words = _("%(need)s: %(reason)s") % {"need": word(need, "need"),
+                                         "reason": word(code, "reason")}
+    if taken_by:
+        words = _("%(words)s, %(taken_by)s") % {"words": words,
+                                                "taken_by": word(taken_by, "taken_by")}
+    return words
 
 
 # Refusals from the decision service, in the reader's words; the original stays for English.

@@ -38,7 +38,13 @@ REASONS = {
     "language": N_("no volunteer nearby speaks the language needed"),
     "turned_down": N_("every offer nearby was turned down by a coordinator"),
     "partly_served": N_("partly served; the rest of the suitable capacity is used up"),
-    "capacity_taken": N_("the suitable offers went to more urgent or closer cases"),
+    "capacity_taken": N_("the suitable offers are already taken"),
+}
+# Who holds the capacity an unmatched item's eligible offers had.
+TAKEN_BY = {
+    "more_urgent_cases": N_("used for more urgent cases"),
+    "as_urgent_better_placed": N_("used for cases as urgent and closer or better timed"),
+    "earlier_commitments": N_("used for matches made earlier"),
 }
 # Eligibility rules a proposal passed.
 RULES = {
@@ -117,7 +123,7 @@ TABLES: dict[str, dict[str, str]] = {
     "kind": KINDS, "status": STATUSES, "level": LEVELS, "group": GROUPS, "reason": REASONS,
     "rule": RULES, "term": TERMS, "need": NEEDS, "unit": UNITS, "language": LANGUAGES,
     "change": CHANGES, "trigger": TRIGGERS, "change_reason": CHANGE_REASONS, "event": EVENTS,
-    "wait": WAIT_BUCKETS,
+    "wait": WAIT_BUCKETS, "taken_by": TAKEN_BY,
 }
 
 
