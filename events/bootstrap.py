@@ -68,4 +68,5 @@ def build_services(settings: Settings, *, db: Engine | None = None) -> Services:
                     desk=web.state.desk,
                     dead_letters=DeadLetters(kafka, topics, on_demand), kafka=kafka,
                     on_demand=on_demand,
-                    ownership=ownership, polls=Polls(depth=settings.ingest_overlap_polls))
+                    ownership=ownership, polls=Polls(depth=settings.ingest_overlap_polls,
+                                                       full=settings.batch_max_records))

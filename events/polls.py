@@ -20,7 +20,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -127,14 +127,24 @@ class Polls:
 
     depth: int = 1
     pause_s: float = RETRY_PAUSE_S
+    full: int = 2000
     lanes: dict[int, Lane] = field(default_factory=dict)
+    _full_lanes: set[int] = field(default_factory=set)
 
-    async def submit(self, consumer: Any, records: Iterable[Any], write: Write) -> None:
+    async def submit(self, consumer: Any, records: Sequence[Any], write: Write) -> None:
         """Hand over a validated poll: written in order, its offsets committed once durable."""
         lane = self.lanes.get(id(consumer))
         if lane is None:
             lane = self.lanes[id(consumer)] = Lane(self.depth, self.pause_s)
+        if len(records) >= self.full:
+            self._full_lanes.add(id(consumer))
+        else:
+            self._full_lanes.discard(id(consumer))
         await lane.submit(consumer, offsets_after(records), write)
+
+    def behind(self) -> bool:
+        """Whether more than a full poll is waiting: some consumer's last poll came back full."""
+        return bool(self._full_lanes)
 
     async def drain(self) -> None:
         """Wait until every poll handed over so far, on every lane, is durable and committed."""

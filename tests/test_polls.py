@@ -153,3 +153,29 @@ async def test_with_overlapping_polls_a_bad_record_is_still_dead_lettered(
         await app.services.polls.drain()
     assert [code for _, code, _ in sink.sent] == ["not_json"]
     assert audit(app).count("offer.published") == 2
+
+
+async def test_ingest_is_behind_while_the_last_poll_of_a_consumer_came_back_full() -> None:
+    polls = Polls(depth=1, full=2)
+    consumer = RecordingConsumer([])
+
+    async def write() -> None: ...
+
+    await polls.submit(consumer, poll(0, 1), write)
+    assert polls.behind()
+    await polls.submit(consumer, poll(2), write)
+    assert not polls.behind()
+    await polls.drain()
+
+
+def test_a_resting_shard_stays_due_from_its_first_change() -> None:
+    from sqlalchemy import create_engine
+
+    from matcher.services.engine import MatchingEngine
+    from schemas.topics import Topics
+
+    engine = MatchingEngine(db=create_engine("sqlite://"), topics=Topics("t"))
+    engine.mark_dirty({"a", "b"})
+    assert engine.due_shards(0, resting={"a"}) == ["b"]
+    engine.mark_dirty({"a"})  # a later change does not push its first one back
+    assert engine.due_shards(0) == ["a"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -157,11 +157,16 @@ class MatchingEngine:
             for shard in shards:
                 self._dirty.setdefault(shard, now)
 
-    def due_shards(self, window_s: float) -> list[str]:
-        """Shards whose first unmatched change is at least `window_s` old; taken off the list."""
+    def due_shards(self, window_s: float, *, resting: Container[str] = ()) -> list[str]:
+        """Shards whose first unmatched change is at least `window_s` old; taken off the list.
+
+        Shards `resting` stay on it, with the moment of their first change kept, so they are
+        due as soon as their rest is over.
+        """
         now = time.monotonic()
         with self._dirty_lock:
-            due = [s for s, since in self._dirty.items() if now - since >= window_s]
+            due = [s for s, since in self._dirty.items()
+                   if now - since >= window_s and s not in resting]
             for shard in due:
                 del self._dirty[shard]
         return due
