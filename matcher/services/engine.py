@@ -27,7 +27,7 @@ from matcher.services.matching import (
     record_batch,
 )
 from matcher.services.outbound import queue
-from matcher.storage.store import OutboxRow, Store, snapshot, unit_of_work
+from matcher.storage.store import LiveRows, OutboxRow, Store, snapshot, unit_of_work
 from schemas.common import Level
 from schemas.internal import ShardChange, ShardChanged
 from schemas.matches import MatchDecided, MatchFulfilled
@@ -82,6 +82,8 @@ class MatchingEngine:
     _write_lock: threading.Lock = field(default_factory=threading.Lock)
     _dirty: dict[str, float] = field(default_factory=dict)
     _dirty_lock: threading.Lock = field(default_factory=threading.Lock)
+    # Each shard's live rows as its last batch read them (only its batches touch them).
+    _live_rows: dict[str, LiveRows] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.matching is None:
@@ -186,7 +188,8 @@ class MatchingEngine:
         assert self.matching is not None
         now = self.clock()
         with snapshot(self.db) as store:
-            inputs = read_live_inputs(store, shard, now, self.matching.timezone)
+            inputs = read_live_inputs(store, shard, now, self.matching.timezone,
+                                      cache=self._live_rows.setdefault(shard, LiveRows()))
         plan = plan_batch(inputs, self.matching)
         with self.writing() as store:
             store.lock_shard(shard)  # another instance finishing a batch of it records first
