@@ -103,9 +103,15 @@ async def on_rebalance(event: RebalanceRequested, services: Services = Context("
 async def hand_over(services: Services, message: KafkaMessage) -> None:
     """Give the validated poll to its consumer's lane: written in order, committed once
     durable (returns as soon as the lane takes it, or once it is durable without overlap)."""
-    decoded = outcomes_of(message)
-    await services.polls.submit(message.consumer, message.raw_message,
-                                lambda: apply_batch(services, decoded))
+    try:
+        decoded = outcomes_of(message)
+        await services.polls.submit(message.consumer, message.raw_message,
+                                    lambda: apply_batch(services, decoded))
+    except Exception:
+        # Not handed over, so never committed by its lane: fetch the poll again rather than
+        # let the next poll's commit pass over it.
+        await message.nack()
+        raise
 
 
 async def apply_batch(services: Services, decoded: list[Decoded]) -> None:
