@@ -8,6 +8,7 @@ Handlers live in `events.handlers`, publishers in `events.publishers`, loops in
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ from schemas.topics import Topics
 __all__ = ["EngineApp", "asyncapi_json", "asyncapi_of", "build_app", "consumer_groups"]
 
 log = logging.getLogger("matcher.events")
+DRAIN_TIMEOUT_S = 30.0
 
 
 @dataclass
@@ -140,9 +142,14 @@ def build_app(settings: Settings, *, db: Engine | None = None) -> EngineApp:
                                           "topic_prefix": settings.topic_prefix})
 
     async def on_shutdown() -> None:
+        # Polls handed over are written and committed while the consumers still run; what
+        # is not done in time is delivered again after the restart.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(services.polls.drain(), DRAIN_TIMEOUT_S)
         await stop_loops(app.tasks)
 
     async def after_shutdown() -> None:
+        await services.polls.cancel()
         await services.dead_letters.stop()
         log.info("engine stopped")
 

@@ -1,5 +1,6 @@
-"""Building the engine's services once: database, matching engine, desk, dead letters and
-shard ownership. Everything else (routers, publishers, loops, the ASGI app) is handed these."""
+"""Building the engine's services once: database, matching engine, desk, dead letters, shard
+ownership and the lanes that write polls. Everything else (routers, publishers, loops, the
+ASGI app) is handed these."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from events.deadletter import DeadLetters
+from events.polls import Polls
 from events.shards import ShardOwnership
 from matcher.kafka_access import KafkaAccess, kafka_access
 from matcher.localkafka import TopicsOnDemand
@@ -37,6 +39,7 @@ class Services:
     ownership: ShardOwnership
     kafka: KafkaAccess
     on_demand: TopicsOnDemand
+    polls: Polls = field(default_factory=Polls)
     wake_relay: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -66,4 +69,5 @@ def build_services(settings: Settings, *, db: Engine | None = None) -> Services:
                     desk=web.state.desk,
                     dead_letters=DeadLetters(kafka, topics, on_demand), kafka=kafka,
                     on_demand=on_demand,
-                    ownership=ownership)
+                    ownership=ownership, polls=Polls(depth=settings.ingest_overlap_polls,
+                                                       full=settings.batch_max_records))

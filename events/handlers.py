@@ -2,8 +2,10 @@
 
 Input topics are consumed in batches (one poll at a time): each record is validated on its
 own, the valid events of the poll are applied in one transaction (a savepoint each), refused
-records are dead-lettered, and only then does the handler return, so the offsets are
-committed after the effect is durable (AckPolicy.NACK_ON_ERROR, auto-commit off).
+records are dead-lettered, and only then are the poll's offsets committed, so they are
+committed after the effect is durable (AckPolicy.MANUAL, auto-commit off: `events.polls`
+commits each poll's own offsets). The handler hands the validated poll over and returns, so
+the next poll is fetched and validated while this one is written.
 """
 
 from __future__ import annotations
@@ -46,31 +48,31 @@ log = logging.getLogger("matcher.events")
 async def on_registry(events: list[RegistryEvent], message: KafkaMessage,
                       services: Services = Context("services")) -> None:
     """The hierarchy and the partner registry: nodes and partners join."""
-    await apply_batch(services, message)
+    await hand_over(services, message)
 
 
 async def on_offers(events: list[OfferEvent], message: KafkaMessage,
                     services: Services = Context("services")) -> None:
     """Partner systems publish, update and withdraw offers."""
-    await apply_batch(services, message)
+    await hand_over(services, message)
 
 
 async def on_needs(events: list[NeedEvent], message: KafkaMessage,
                    services: Services = Context("services")) -> None:
     """Grid workers open, update and close cases."""
-    await apply_batch(services, message)
+    await hand_over(services, message)
 
 
 async def on_decisions(events: list[MatchDecided], message: KafkaMessage,
                        services: Services = Context("services")) -> None:
     """Coordinators approve or reject proposals."""
-    await apply_batch(services, message)
+    await hand_over(services, message)
 
 
 async def on_fulfilments(events: list[FulfilmentEvent], message: KafkaMessage,
                          services: Services = Context("services")) -> None:
     """Partners report how approved matches went."""
-    await apply_batch(services, message)
+    await hand_over(services, message)
 
 
 # --- internal and command topics, a record at a time ---------------------------------------
@@ -98,10 +100,23 @@ async def on_rebalance(event: RebalanceRequested, services: Services = Context("
 # --- applying a batch ----------------------------------------------------------------------------
 
 
-async def apply_batch(services: Services, message: KafkaMessage) -> None:
+async def hand_over(services: Services, message: KafkaMessage) -> None:
+    """Give the validated poll to its consumer's lane: written in order, committed once
+    durable (returns as soon as the lane takes it, or once it is durable without overlap)."""
+    try:
+        decoded = outcomes_of(message)
+        await services.polls.submit(message.consumer, message.raw_message,
+                                    lambda: apply_batch(services, decoded))
+    except Exception:
+        # Not handed over, so never committed by its lane: fetch the poll again rather than
+        # let the next poll's commit pass over it.
+        await message.nack()
+        raise
+
+
+async def apply_batch(services: Services, decoded: list[Decoded]) -> None:
     """Apply the poll's valid events in one transaction, then dead-letter what was refused."""
     started = time.perf_counter()
-    decoded = outcomes_of(message)
     refused: list[tuple[Decoded, str, str]] = []
     valid: list[Decoded] = []
     for entry in decoded:
@@ -208,7 +223,7 @@ def build_router(services: Services) -> KafkaRouter:
     ]
     batch = {"batch": True, "max_records": settings.batch_max_records,
              "batch_timeout_ms": settings.batch_poll_ms, "auto_offset_reset": "earliest",
-             "ack_policy": AckPolicy.NACK_ON_ERROR, "parser": tolerant_batch_parser}
+             "ack_policy": AckPolicy.MANUAL, "parser": tolerant_batch_parser}
     for topic, handler, event_type in batched:
         router.subscriber(  # type: ignore[call-overload]
             topic, title=handler.__name__, group_id=groups[topic],

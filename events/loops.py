@@ -63,19 +63,21 @@ async def relay_outbox(services: Services, publishers: Publishers) -> None:
 
 
 async def match_continuously(services: Services) -> None:
-    """Every shard that changed is matched once its batch window has passed, and once it has
-    rested REST_FACTOR times as long as its last batch took."""
+    """Every shard that changed is matched once its batch window has passed; while ingest is
+    behind (more than a full poll waiting), also only once it has rested REST_FACTOR times as
+    long as its last batch took, so a burst of events is not starved by matching. When ingest
+    keeps up, a shard is matched as soon as its window has passed: its proposals come sooner."""
     engine, ownership = services.engine, services.ownership
     rest_until: dict[str, float] = {}
     while True:
         await asyncio.sleep(LOOP_TICK_S)
         PENDING_SHARDS.set(engine.pending_shards())
-        for shard in engine.due_shards(services.settings.batch_window_s):
+        now = time.monotonic()
+        resting = ({shard for shard, until in rest_until.items() if now < until}
+                   if services.polls.behind() else set())
+        for shard in engine.due_shards(services.settings.batch_window_s, resting=resting):
             if not ownership.owns(shard):
                 continue  # another instance owns it and heard of the change too
-            if time.monotonic() < rest_until.get(shard, 0.0):
-                engine.mark_dirty({shard})
-                continue
             try:
                 report = await asyncio.to_thread(engine.match_shard, shard)
             except asyncio.CancelledError:

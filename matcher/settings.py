@@ -38,6 +38,15 @@ class Settings(BaseSettings):
                                    "transaction.")
     batch_poll_ms: int = Field(default=100, ge=1, le=10_000,
                                description="How long a poll waits for a batch to fill.")
+    gc_young_threshold: int = Field(
+        default=20_000, ge=0,
+        description="Allocations between young-generation collections in `matcher run` (0: "
+        "Python's default, 700). A poll allocates tens of thousands of objects that mostly "
+        "live until it is written, so the default collects over and over for nothing.")
+    ingest_overlap_polls: int = Field(
+        default=1, ge=0, le=4,
+        description="Polls of a consumer that may be written while the next is fetched and "
+        "validated (0: one after another); each poll's offsets are committed once it is durable.")
 
     # Kafka security: who the engine is to the broker (see docs/kafka-security.md)
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] | None = \

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 from pydantic import (
     AfterValidator,
@@ -50,15 +50,43 @@ HORIZON = timedelta(days=366)
 
 
 def moments(value: Any, where: str = "payload") -> Iterator[tuple[str, datetime]]:
-    """Every datetime inside a wire model, with its dotted location."""
+    """Every datetime inside a wire model, with its dotted location.
+
+    Only fields whose type can hold a datetime are walked: validation runs this on every
+    inbound event, and most fields (ids, numbers, places, words) never hold one.
+    """
     if isinstance(value, datetime):
         yield where, value
     elif isinstance(value, BaseModel):
-        for name in type(value).model_fields:
+        for name in date_fields(type(value)):
             yield from moments(getattr(value, name), f"{where}.{name}")
     elif isinstance(value, list | tuple):
         for index, item in enumerate(value):
             yield from moments(item, f"{where}.{index}")
+
+
+_DATE_FIELDS: dict[type[BaseModel], tuple[str, ...]] = {}
+
+
+def date_fields(model: type[BaseModel]) -> tuple[str, ...]:
+    """The names of a model's fields whose declared type can hold a datetime (cached)."""
+    known = _DATE_FIELDS.get(model)
+    if known is None:
+        _DATE_FIELDS[model] = ()  # a model that contains itself adds nothing new
+        known = tuple(name for name, info in model.model_fields.items()
+                      if _may_hold_dates(info.annotation))
+        _DATE_FIELDS[model] = known
+    return known
+
+
+def _may_hold_dates(annotation: Any) -> bool:
+    """Whether a value of this type (or anything inside it) can be a datetime."""
+    if isinstance(annotation, type):
+        if issubclass(annotation, datetime):
+            return True
+        if issubclass(annotation, BaseModel):
+            return bool(date_fields(annotation))
+    return any(_may_hold_dates(argument) for argument in get_args(annotation))
 
 
 class WireModel(BaseModel):

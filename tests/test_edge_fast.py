@@ -2,7 +2,9 @@
 
 Real-broker tests (test_e2e_kafka, test_crash_recovery) remain the proof; these run in a
 second and pin the handlers' behaviour: a poll applied as one batch, a refused record
-dead-lettered with its reason while the rest apply, a repeated event changing nothing.
+dead-lettered with its reason while the rest apply, a repeated event changing nothing. Polls
+are written in the background while the next is read, so each test waits for the writing
+(`polls.drain()`) before it looks.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ async def test_a_poll_is_applied_and_the_shard_is_marked_for_matching(app: Engin
         await register(broker, app)
         await broker.publish(f.encode(f.goods_offer("g1", "p1")), app.topics.offers,
                              key=b"g1")
+        await app.services.polls.drain()
     assert audit(app).count("offer.published") == 1
     assert app.engine.pending_shards() == 1
 
@@ -75,6 +78,7 @@ async def test_a_refused_record_is_dead_lettered_and_the_next_one_applied(
         await broker.publish(f.encode(f.goods_offer("g2", "someone-else")), app.topics.offers,
                              key=b"g2")
         await broker.publish(f.encode(f.goods_offer("g3", "p1")), app.topics.offers, key=b"g3")
+        await app.services.polls.drain()
     codes = [code for _, code, _ in sink.sent]
     assert codes == ["not_json", "unknown_partner"]
     assert all(reason for _, _, reason in sink.sent)
@@ -87,6 +91,7 @@ async def test_a_repeated_event_changes_nothing(app: EngineApp) -> None:
         await register(broker, app)
         await broker.publish(offer, app.topics.offers, key=b"g1")
         await broker.publish(offer, app.topics.offers, key=b"g1")
+        await app.services.polls.drain()
     assert audit(app).count("offer.published") == 1
     with unit_of_work(app.services.db) as store:
         assert store.count("offers") == 1

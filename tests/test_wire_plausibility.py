@@ -141,3 +141,13 @@ def test_the_engines_own_events_follow_its_clock_not_the_partners_horizon() -> N
                     "explanation": {"rules_passed": [], "score_terms": [],
                                     "solver_status": "OPTIMAL"}}})
     assert proposed.payload.window is not None
+
+
+def test_only_fields_that_can_hold_dates_are_checked_for_plausibility() -> None:
+    from schemas.common import date_fields
+    from schemas.needs import Beneficiary, NeedItem
+    from schemas.offers import GoodsOffer
+
+    assert date_fields(NeedItem) == ("window", "deadline")
+    assert date_fields(GoodsOffer) == ("expires_at",)
+    assert date_fields(Beneficiary) == ()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,7 +27,7 @@ from matcher.services.matching import (
     record_batch,
 )
 from matcher.services.outbound import queue
-from matcher.storage.store import OutboxRow, Store, snapshot, unit_of_work
+from matcher.storage.store import LiveRows, OutboxRow, Store, snapshot, unit_of_work
 from schemas.common import Level
 from schemas.internal import ShardChange, ShardChanged
 from schemas.matches import MatchDecided, MatchFulfilled
@@ -82,6 +82,8 @@ class MatchingEngine:
     _write_lock: threading.Lock = field(default_factory=threading.Lock)
     _dirty: dict[str, float] = field(default_factory=dict)
     _dirty_lock: threading.Lock = field(default_factory=threading.Lock)
+    # Each shard's live rows as its last batch read them (only its batches touch them).
+    _live_rows: dict[str, LiveRows] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.matching is None:
@@ -157,11 +159,16 @@ class MatchingEngine:
             for shard in shards:
                 self._dirty.setdefault(shard, now)
 
-    def due_shards(self, window_s: float) -> list[str]:
-        """Shards whose first unmatched change is at least `window_s` old; taken off the list."""
+    def due_shards(self, window_s: float, *, resting: Container[str] = ()) -> list[str]:
+        """Shards whose first unmatched change is at least `window_s` old; taken off the list.
+
+        Shards `resting` stay on it, with the moment of their first change kept, so they are
+        due as soon as their rest is over.
+        """
         now = time.monotonic()
         with self._dirty_lock:
-            due = [s for s, since in self._dirty.items() if now - since >= window_s]
+            due = [s for s, since in self._dirty.items()
+                   if now - since >= window_s and s not in resting]
             for shard in due:
                 del self._dirty[shard]
         return due
@@ -182,7 +189,8 @@ class MatchingEngine:
         now = self.clock()
         with snapshot(self.db) as store:
             inputs = read_live_inputs(store, shard, now, self.matching.timezone,
-                                      self.matching.service_travel_km)
+                                      self.matching.service_travel_km,
+                                      cache=self._live_rows.setdefault(shard, LiveRows()))
         plan = plan_batch(inputs, self.matching)
         with self.writing() as store:
             store.lock_shard(shard)  # another instance finishing a batch of it records first

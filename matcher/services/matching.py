@@ -55,7 +55,7 @@ from matcher.domain.weeks import (
 )
 from matcher.services.outbound import envelope_json, event_ids, outbox_row
 from matcher.solver import Problem, Solution, solve
-from matcher.storage.store import NodeRow, OfferRow, Store
+from matcher.storage.store import LiveRows, NodeRow, OfferRow, Store
 from schemas.matches import ProposalStatus
 from schemas.topics import Topics
 
@@ -117,8 +117,8 @@ class LiveInputs:
     # Hours each volunteer already gives per week (any offer or shard), from this week on.
     given: dict[tuple[str, int], float] = field(default_factory=dict)
     timezone: str = DEFAULT_ZONE
-    # Weekly limits stated by offers that serve those hours (maybe no longer live or in
-    # another shard), per volunteer: the lowest stated by any counts.
+    # Weekly limits stated by the other offers that serve those hours (no longer live, or in
+    # another shard), per volunteer: the lowest stated by any, or by `offers`, counts.
     limits: dict[str, float] = field(default_factory=dict)
     # Partners' default reach and the service travel distance (nodes carry their own).
     reach: ReachDefaults = field(default_factory=ReachDefaults)
@@ -126,19 +126,26 @@ class LiveInputs:
 
 def read_live_inputs(store: Store, shard: str, now: datetime,
                      timezone: str = DEFAULT_ZONE,
-                     service_travel_km: float = SERVICE_TRAVEL_KM) -> LiveInputs:
+                     service_travel_km: float = SERVICE_TRAVEL_KM,
+                     cache: LiveRows | None = None) -> LiveInputs:
     """Only what can still be matched: items before their deadline, offers still live, and
     visits that still occupy a volunteer's future or count against this week's hours;
-    nothing that grows with history."""
+    nothing that grows with history. With the shard's `cache` (kept by the caller from
+    batch to batch), item and offer rows whose version has not changed are not decoded
+    again."""
     this_week = week_start(week_of(now, timezone), timezone)
+    offers = store.active_offers(shard, now=now, cache=cache)
+    # The limits live offers state are read from them when frames are built; only the other
+    # offers giving this week's hours are read for theirs.
+    elsewhere = store.given_offers(since=this_week) - {offer.offer_id for offer in offers}
     return LiveInputs(
         shard=shard, now=now, nodes={node.node_id: node for node in store.all_nodes()},
-        items=store.live_items(shard, now=now), offers=store.active_offers(shard, now=now),
+        items=store.live_items(shard, now=now, cache=cache), offers=offers,
         served=store.served_by_item(shard, now=now), held=store.held_by_offer(shard, now=now),
         busy=store.promised_visits(now=now), history=store.volunteer_history(shard, now=now),
         excluded=store.excluded_pairs(shard, now=now),
         given=hours_by_week(store.given_hours(since=this_week), timezone), timezone=timezone,
-        limits=stated_limits(store.stated_limits_of(store.given_offers(since=this_week))),
+        limits=stated_limits(store.stated_limits_of(elsewhere)),
         reach=ReachDefaults(partners=store.partner_reaches(),
                             service_travel_km=service_travel_km),
     )

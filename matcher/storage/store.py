@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -68,6 +68,17 @@ class OfferRow:
     status: str
     shard: str
     payload: dict[str, Any]
+
+
+@dataclass
+class LiveRows:
+    """A shard's live item and offer rows as the last batch read them, by the version that
+    wrote them: the next batch reads only keys and versions, and decodes again only rows
+    that are new or whose case or offer has a new version since (a row changes only with
+    its version, apart from an item's unmatched reason, which is read every time)."""
+
+    items: dict[tuple[str, str], tuple[int, dict[str, Any]]] = field(default_factory=dict)
+    offers: dict[str, OfferRow] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -327,16 +338,30 @@ class Store:
             .values(status="withdrawn", version=version, updated_at=at)
         )
 
-    def active_offers(self, shard: str | None = None, *, now: datetime | None = None
-                      ) -> list[OfferRow]:
-        """Active offers, of one shard or all; with `now`, only those still matchable."""
-        query = select(*_columns(offers, OfferRow)).where(offers.c.status == "active")
+    def active_offers(self, shard: str | None = None, *, now: datetime | None = None,
+                      cache: LiveRows | None = None) -> list[OfferRow]:
+        """Active offers, of one shard or all; with `now`, only those still matchable; with a
+        `cache`, rows of unchanged versions come from it (and it is brought up to date)."""
+        conditions = [offers.c.status == "active"]
         if shard is not None:
-            query = query.where(offers.c.shard == shard)
+            conditions.append(offers.c.shard == shard)
         if now is not None:
-            query = query.where(_live_offer(now))
-        rows = self.conn.execute(query.order_by(offers.c.offer_id))
-        return [OfferRow(*r) for r in rows]
+            conditions.append(_live_offer(now))
+        query = select(*_columns(offers, OfferRow)).where(*conditions)
+        if cache is None:
+            rows = self.conn.execute(query.order_by(offers.c.offer_id))
+            return [OfferRow(*r) for r in rows]
+        keys = self.conn.execute(select(offers.c.offer_id, offers.c.version).where(
+            *conditions).order_by(offers.c.offer_id)).all()
+        known = cache.offers
+        changed = [offer_id for offer_id, version in keys
+                   if (row := known.get(offer_id)) is None or row.version != version]
+        fresh = {r.offer_id: r for chunk in _chunks(changed) for r in (
+            OfferRow(*row) for row in self.conn.execute(
+                query.where(offers.c.offer_id.in_(chunk))))}
+        cache.offers = {offer_id: fresh.get(offer_id) or known[offer_id]
+                        for offer_id, _ in keys}
+        return list(cache.offers.values())
 
     def partner_offers(self, partner_id: str, *, limit: int) -> list[OfferRow]:
         """A partner's offers, newest first (active and withdrawn)."""
@@ -406,20 +431,50 @@ class Store:
         query = query.order_by(need_items.c.case_id, need_items.c.item_id)
         return _dicts(self.conn.execute(query))
 
-    def live_items(self, shard: str, *, now: datetime) -> list[dict[str, Any]]:
+    def live_items(self, shard: str, *, now: datetime, cache: LiveRows | None = None
+                   ) -> list[dict[str, Any]]:
         """`open_items(shard, now=now)` as a batch reads it: each beneficiary holds only what
         matching reads of it (`MATCHED_BENEFICIARY`), decoded once per case and shared by its
         items (a district batch reads ~100k items; their sensitive attributes never enter
-        it), and the item's status and case's shard, known here, are left out."""
+        it), and the item's status and case's shard, known here, are left out. With a
+        `cache`, rows whose case has the same version come from it (see `LiveRows`)."""
+        live = (need_items.c.status == "open", cases.c.status == "open",
+                cases.c.shard == shard, need_items.c.deadline > now)
         query = (
             select(*(c for c in need_items.c if c.name != "status"), cases.c.grid_id,
                    cast(cases.c.beneficiary, Text).label("beneficiary"), cases.c.opened_at,
                    cases.c.version.label("case_version"))
             .join(cases, cases.c.case_id == need_items.c.case_id)
-            .where(need_items.c.status == "open", cases.c.status == "open",
-                   cases.c.shard == shard, need_items.c.deadline > now)
+            .where(*live)
             .order_by(need_items.c.case_id, need_items.c.item_id)
         )
+        if cache is None:
+            return self._decoded_items(query)
+        keys = self.conn.execute(
+            select(need_items.c.case_id, need_items.c.item_id, cases.c.version,
+                   need_items.c.unmatched_code, need_items.c.unmatched_reason)
+            .join(cases, cases.c.case_id == need_items.c.case_id).where(*live)
+            .order_by(need_items.c.case_id, need_items.c.item_id)).all()
+        known = cache.items
+        changed = sorted({case for case, item, version, _, _ in keys
+                          if known.get((case, item), (None,))[0] != version})
+        fresh = {(i["case_id"], i["item_id"]): i for chunk in _chunks(changed)
+                 for i in self._decoded_items(query.where(need_items.c.case_id.in_(chunk)))}
+        rows: dict[tuple[str, str], tuple[int, dict[str, Any]]] = {}
+        for case, item, version, code, reason in keys:
+            key = (case, item)
+            row = fresh.get(key)
+            if row is None:
+                row = known[key][1]
+                if (row["unmatched_code"], row["unmatched_reason"]) != (code, reason):
+                    row = {**row, "unmatched_code": code, "unmatched_reason": reason}
+            rows[key] = (version, row)
+        cache.items = rows
+        return [row for _, row in rows.values()]
+
+    def _decoded_items(self, query: Any) -> list[dict[str, Any]]:
+        """Item rows with each case's beneficiary decoded once, narrowed to what matching
+        reads."""
         items = _dicts(self.conn.execute(query))
         last_case, last = None, {}
         for item in items:  # ordered by case: a case's items come together
