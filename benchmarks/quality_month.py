@@ -47,6 +47,7 @@ from matcher.domain.allocation import build_problem
 from matcher.domain.candidates import generate
 from matcher.domain.errors import DomainError
 from matcher.domain.frames import SOLVER_SCALE, Vocabulary, build_demand, build_supply
+from matcher.domain.reach import ReachDefaults
 from matcher.domain.scoring import ScoringContext, Weights
 from matcher.services.engine import MatchingEngine
 from matcher.services.matching import MatchingConfig
@@ -228,9 +229,11 @@ class Month:
 
 
 def run_month(folder: Path, *, days: int, scale: float, every: int, seed: int,
-              weights: Weights | None = None, nightly: bool = True) -> Month:
-    """Feed a simulated month to every policy, each matching as continuous matching would."""
-    district = build_district(seed=seed)
+              weights: Weights | None = None, nightly: bool = True,
+              reach_mix: bool = False) -> Month:
+    """Feed a simulated month to every policy, each matching as continuous matching would;
+    with `reach_mix`, partners state how their offers reach people (delivery, district...)."""
+    district = build_district(seed=seed, reach_mix=reach_mix)
     start = datetime(START.year, START.month, START.day, tzinfo=UTC)
     clock = Clock(start - timedelta(days=1))
     topics = Topics("bench")
@@ -290,6 +293,7 @@ def state_at_end(db: Engine, until: datetime) -> dict[str, Any]:
                       if min(item["window_end"], item["deadline"]) <= until],
             "offers": store.active_offers(),
             "nodes": {node.node_id: node for node in store.all_nodes()},
+            "reach": ReachDefaults(partners=store.partner_reaches()),
         }
 
 
@@ -320,7 +324,8 @@ def hindsight_problem(state: dict[str, Any], published: dict[str, datetime],
     vocab = Vocabulary()
     demand = build_demand(state["items"], {}, state["nodes"], vocab)
     supply = build_supply([{"offer_id": o.offer_id, "payload": o.payload}
-                           for o in state["offers"]], {}, state["nodes"], vocab)
+                           for o in state["offers"]], {}, state["nodes"], vocab,
+                          reach=state["reach"])
     cands = generate(demand, supply, now=start.timestamp(), weights=Weights(),
                      context=ScoringContext(), k=len(supply) + 1)
     p = cands.pairs
@@ -440,11 +445,13 @@ def main(argv: Iterable[str] | None = None) -> None:
     parser.add_argument("--markdown", type=Path, help="also write the table to this file")
     parser.add_argument("--no-nightly", action="store_true",
                         help="leave out the engine with the nightly rebalance")
+    parser.add_argument("--reach-mix", action="store_true",
+                        help="partners state their reach (the simulator's realistic mix)")
     args = parser.parse_args(None if argv is None else list(argv))
 
     args.folder.mkdir(parents=True, exist_ok=True)
     month = run_month(args.folder, days=args.days, scale=args.scale, every=args.every,
-                      seed=args.seed, nightly=not args.no_nightly)
+                      seed=args.seed, nightly=not args.no_nightly, reach_mix=args.reach_mix)
     log("judging every policy")
     outcomes = judged(month)
     log("computing the hindsight LP bound")
