@@ -85,6 +85,24 @@ class Versions:
         return self.value[-1]
 
 
+def _newer(table: dict[str, Versions], key: str, at: datetime, payload: Any) -> bool:
+    """Record a version newer than any seen (a repeated or older one changes nothing)."""
+    versions = table.setdefault(key, Versions())
+    if versions.value and payload.version <= versions.last.version:
+        return False
+    versions.add(at, payload)
+    return True
+
+
+def _gone(table: dict[str, Versions], key: str, at: datetime) -> bool:
+    """Record that an offer was withdrawn or a case closed (once)."""
+    versions = table.get(key)
+    if versions is None or versions.gone_at is not None:
+        return False
+    versions.gone_at = at
+    return True
+
+
 @dataclass
 class World:
     """What the events said: the registry, and every version of every offer and case."""
@@ -105,26 +123,16 @@ class World:
         elif isinstance(event, PartnerRegistered):
             self.partners[event.payload.partner_id] = event.payload
         elif isinstance(event, OfferPublished | OfferUpdated):
-            versions = self.offers.setdefault(event.payload.offer_id, Versions())
-            if not versions.value or event.payload.version > versions.last.version:
-                versions.add(at, event.payload)
-                return "offer"
+            return "offer" if _newer(self.offers, event.payload.offer_id, at, event.payload) \
+                else None
         elif isinstance(event, OfferWithdrawn):
-            versions = self.offers.get(event.payload.offer_id)
-            if versions is not None and versions.gone_at is None:
-                versions.gone_at = at
-                return "offer"
+            return "offer" if _gone(self.offers, event.payload.offer_id, at) else None
         elif isinstance(event, CaseOpened | CaseUpdated):
-            versions = self.cases.setdefault(event.payload.case_id, Versions())
-            if not versions.value or event.payload.version > versions.last.version:
-                versions.add(at, event.payload)
-                self.opened_at.setdefault(event.payload.case_id, at)
-                return "case"
+            self.opened_at.setdefault(event.payload.case_id, at)
+            return "case" if _newer(self.cases, event.payload.case_id, at, event.payload) \
+                else None
         elif isinstance(event, CaseClosed):
-            versions = self.cases.get(event.payload.case_id)
-            if versions is not None and versions.gone_at is None:
-                versions.gone_at = at
-                return "case"
+            return "case" if _gone(self.cases, event.payload.case_id, at) else None
         return None
 
     def place(self, node_id: str) -> Place:
