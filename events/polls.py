@@ -94,9 +94,11 @@ class Lane:
                 break
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("poll not written; writing it again", extra={
-                    "attempt": attempt, "offsets": _described(offsets)})
+            except Exception as error:
+                # The traceback once; an outage that lasts would otherwise log one a second.
+                log.warning("poll not written; writing it again", exc_info=attempt == 1,
+                            extra={"attempt": attempt, "offsets": _described(offsets),
+                                   "error": f"{type(error).__name__}: {error}"})
                 await asyncio.sleep(self.pause_s)
         try:
             await commit(consumer, offsets)
