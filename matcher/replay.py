@@ -201,6 +201,8 @@ class Replay:
         self._agenda: list[tuple[datetime, int, str, Any]] = []
         self._sequence = 0
         self._match_due: datetime | None = None
+        # Before this moment no pending proposal can be due for escalation or expiry.
+        self._sweep_not_before = datetime.min.replace(tzinfo=UTC)
         self._coordinator: str | None = None
 
     # -- the agenda: what happens at which simulated moment
@@ -257,7 +259,7 @@ class Replay:
         self._after_change(outputs)
 
     def _do_sweep(self, _: Any, outputs: IO[str]) -> None:
-        if self._sweep_could_act():
+        if self.clock.now >= self._sweep_not_before and self._sweep_could_act():
             self.desk.sweep()
             self.summary.sweeps += 1
             self._after_change(outputs)
@@ -277,9 +279,15 @@ class Replay:
         now = self.clock.now
         expire = timedelta(seconds=self.settings.proposal_expire_after_s)
         escalate = timedelta(seconds=self.settings.proposal_escalate_after_s)
-        return ((oldest is not None and _utc(oldest) <= now - expire)
-                or (oldest_unescalated is not None
-                    and _utc(oldest_unescalated) <= now - escalate))
+        due = [moment for moment in (oldest and _utc(oldest) + expire,
+                                     oldest_unescalated and _utc(oldest_unescalated) + escalate)
+               if moment is not None]
+        # Proposals made later fall due later, and deciding or escalating one only moves the
+        # oldest forward: until the earliest due moment no sweep can act, so none asks again.
+        self._sweep_not_before = min(due, default=now + timedelta(
+            seconds=min(self.settings.proposal_expire_after_s,
+                        self.settings.proposal_escalate_after_s)))
+        return bool(due) and self._sweep_not_before <= now
 
     def _do_nightly(self, _: Any, outputs: IO[str]) -> None:
         options = options_from(self.settings, self.engine, trigger="nightly",
