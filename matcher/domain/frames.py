@@ -11,7 +11,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
 import numpy as np
@@ -66,6 +66,13 @@ class Vocabulary:
 def epoch(value: datetime | None) -> float:
     """Seconds since the epoch, +inf for 'never'."""
     return value.timestamp() if value is not None else NO_TIME
+
+
+@lru_cache(maxsize=1 << 16)
+def iso_epoch(text: str) -> float:
+    """Seconds since the epoch of an ISO moment as payloads store it; the same windows are
+    read batch after batch, so each string is parsed once."""
+    return datetime.fromisoformat(text).timestamp()
 
 
 @dataclass(frozen=True)
@@ -254,8 +261,7 @@ def supply_units(offer: Mapping[str, Any]) -> list[dict[str, Any]]:
     kind = payload["kind"]
     if kind == "volunteer":
         windows = [(w["start"], w["end"]) for w in payload["availability"]]
-        hours = sum((datetime.fromisoformat(e) - datetime.fromisoformat(s)).total_seconds()
-                    for s, e in windows) / 3600.0
+        hours = sum(iso_epoch(e) - iso_epoch(s) for s, e in windows) / 3600.0
         capacity = min(float(payload["weekly_hour_limit"]), hours)
         return [{"slot": -1, "capacity": capacity, "windows": windows,
                  "needs": [s.lower() for s in payload["skills"]], "unit": "hours"}]
@@ -322,8 +328,7 @@ def build_supply(offers: Sequence[Mapping[str, Any]],
         lat, lon = (location["lat"], location["lon"]) if location else node_point
         reaches = resolve_reach(payload, has_own_place=location is not None, nodes=nodes,
                                 defaults=reach)
-        expires = (epoch(datetime.fromisoformat(payload["expires_at"]))
-                   if payload.get("expires_at") else NO_TIME)
+        expires = iso_epoch(payload["expires_at"]) if payload.get("expires_at") else NO_TIME
         eligibility = sum(1 << GROUP_CODES[g] for g in payload.get("eligibility", [])
                           if g in GROUP_CODES)
         for unit in supply_units(offer):
@@ -360,9 +365,7 @@ def build_supply(offers: Sequence[Mapping[str, Any]],
                 rows[name].append(value)
             rows["key_row"].extend([row] * len(needs))
             rows["key_need"].extend(needs)
-            windows = [(datetime.fromisoformat(start).timestamp(),
-                        datetime.fromisoformat(end).timestamp())
-                       for start, end in unit["windows"]]
+            windows = [(iso_epoch(start), iso_epoch(end)) for start, end in unit["windows"]]
             if busy and is_volunteer and payload["volunteer_id"] in busy and windows:
                 # A fully booked volunteer keeps one empty window: no window means "any time".
                 windows = (free_windows(windows, busy[payload["volunteer_id"]])

@@ -260,7 +260,10 @@ def check_taken_offers(frames: Frames, inputs: LiveInputs, cands: Candidates,
     rows = no_candidate & (served == 0) & (demand.end > inputs.now.timestamp())
     if not rows.any():
         return FullOffers.none(demand)
-    full = build_supply([{"offer_id": o.offer_id, "payload": o.payload} for o in inputs.offers],
+    # Only an offer something holds can be full.
+    holding = {offer_id for offer_id, _ in inputs.held}
+    full = build_supply([{"offer_id": o.offer_id, "payload": o.payload} for o in inputs.offers
+                         if o.offer_id in holding],
                         inputs.held, inputs.nodes, frames.vocab, reach=inputs.reach, full=True)
     return check_full_offers(demand, full, now=inputs.now.timestamp(), weights=config.weights,
                              context=frames.context, excluded=inputs.excluded, rows=rows)
