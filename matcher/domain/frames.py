@@ -255,6 +255,14 @@ def build_demand(items: Sequence[Mapping[str, Any]], served: Mapping[tuple[str, 
     return Demand(**columns, preferred=preferred)
 
 
+def offer_needs(payload: Mapping[str, Any]) -> list[str]:
+    """The needs an offer gives: a volunteer's skills, the goods' category, the service."""
+    kind = payload["kind"]
+    if kind == "volunteer":
+        return [skill.lower() for skill in payload["skills"]]
+    return [(payload["category"] if kind == "goods" else payload["service_type"]).lower()]
+
+
 def supply_units(offer: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Split an offer payload into supply units: one per offer, or one per service slot."""
     payload = offer["payload"]
@@ -264,14 +272,15 @@ def supply_units(offer: Mapping[str, Any]) -> list[dict[str, Any]]:
         hours = sum(iso_epoch(e) - iso_epoch(s) for s, e in windows) / 3600.0
         capacity = min(float(payload["weekly_hour_limit"]), hours)
         return [{"slot": -1, "capacity": capacity, "windows": windows,
-                 "needs": [s.lower() for s in payload["skills"]], "unit": "hours"}]
+                 "needs": offer_needs(payload), "unit": "hours"}]
     if kind == "goods":
         return [{"slot": -1, "capacity": float(payload["quantity"]), "windows": [],
-                 "needs": [payload["category"].lower()], "unit": payload["unit"].lower()}]
+                 "needs": offer_needs(payload), "unit": payload["unit"].lower()}]
+    needs = offer_needs(payload)
     return [
         {"slot": index, "capacity": float(slot["places"]),
          "windows": [(slot["window"]["start"], slot["window"]["end"])],
-         "needs": [payload["service_type"].lower()], "unit": "sessions"}
+         "needs": needs, "unit": "sessions"}
         for index, slot in enumerate(payload["slots"])
     ]
 

@@ -41,7 +41,14 @@ from matcher.domain.explain import (
     held_earlier,
     unmatched_reason,
 )
-from matcher.domain.frames import Demand, Supply, Vocabulary, build_demand, build_supply
+from matcher.domain.frames import (
+    Demand,
+    Supply,
+    Vocabulary,
+    build_demand,
+    build_supply,
+    offer_needs,
+)
 from matcher.domain.kinds import Kind
 from matcher.domain.reach import DELIVERY, MODE_CODES, SERVICE_TRAVEL_KM, ReachDefaults
 from matcher.domain.scoring import ScoringContext, Weights, weight_vector
@@ -260,11 +267,15 @@ def check_taken_offers(frames: Frames, inputs: LiveInputs, cands: Candidates,
     rows = no_candidate & (served == 0) & (demand.end > inputs.now.timestamp())
     if not rows.any():
         return FullOffers.none(demand)
-    # Only an offer something holds can be full.
+    # Only offers something is held on can be full, and only those giving what these items
+    # need matter: the others are not framed again.
     holding = {offer_id for offer_id, _ in inputs.held}
-    full = build_supply([{"offer_id": o.offer_id, "payload": o.payload} for o in inputs.offers
-                         if o.offer_id in holding],
-                        inputs.held, inputs.nodes, frames.vocab, reach=inputs.reach, full=True)
+    names = {code: name for name, code in frames.vocab.needs.items()}
+    wanted = {names[code] for code in np.unique(demand.need[rows]).tolist()}
+    offers = [{"offer_id": o.offer_id, "payload": o.payload} for o in inputs.offers
+              if o.offer_id in holding and not wanted.isdisjoint(offer_needs(o.payload))]
+    full = build_supply(offers, inputs.held, inputs.nodes, frames.vocab, reach=inputs.reach,
+                        full=True)
     return check_full_offers(demand, full, now=inputs.now.timestamp(), weights=config.weights,
                              context=frames.context, excluded=inputs.excluded, rows=rows)
 
