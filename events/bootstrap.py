@@ -51,11 +51,7 @@ def build_services(settings: Settings, *, db: Engine | None = None) -> Services:
     database = db or open_engine(settings.database_url)
     engine = MatchingEngine(
         db=database, topics=topics, shard_level=Level(settings.shard_level),
-        matching=MatchingConfig(topics=topics, candidates_per_item=settings.candidates_per_item,
-                                time_limit_s=settings.solver_time_limit_s,
-                                workers=settings.solver_workers,
-                                timezone=settings.timezone,
-                                service_travel_km=settings.service_travel_km),
+        matching=MatchingConfig.from_settings(settings, topics),
     )
     web = build_web(engine, settings)
 

@@ -48,11 +48,7 @@ def rebalance_command(
     migrate(db)
     engine = MatchingEngine(
         db=db, topics=topics, shard_level=Level(settings.shard_level),
-        matching=MatchingConfig(topics=topics, candidates_per_item=settings.candidates_per_item,
-                                time_limit_s=settings.solver_time_limit_s,
-                                workers=settings.solver_workers,
-                                timezone=settings.timezone,
-                                service_travel_km=settings.service_travel_km))
+        matching=MatchingConfig.from_settings(settings, topics))
     options = options_from(settings, engine, trigger="cli", requested_by=requested_by)
     config = options.config
     if penalty is not None:

@@ -189,11 +189,7 @@ class Replay:
         migrate(db)
         self.engine = MatchingEngine(
             db=db, topics=self.topics, shard_level=Level(settings.shard_level),
-            matching=MatchingConfig(topics=self.topics,
-                                    candidates_per_item=settings.candidates_per_item,
-                                    time_limit_s=settings.solver_time_limit_s,
-                                    workers=settings.solver_workers,
-                                    service_travel_km=settings.service_travel_km),
+            matching=MatchingConfig.from_settings(settings, self.topics),
             clock=self.clock)
         self.desk = Desk(engine=self.engine, settings=settings)
         self.out_dir = out_dir

@@ -61,6 +61,7 @@ from matcher.domain.weeks import (
     weeks_of,
 )
 from matcher.services.outbound import envelope_json, event_ids, outbox_row
+from matcher.settings import Settings
 from matcher.solver import Problem, Solution, solve
 from matcher.storage.store import LiveRows, NodeRow, OfferRow, Store
 from schemas.matches import ProposalStatus
@@ -83,6 +84,13 @@ class MatchingConfig:
     producer: str = "charity-matcher"
     timezone: str = DEFAULT_ZONE  # whose calendar counts a volunteer's weeks
     service_travel_km: float = SERVICE_TRAVEL_KM  # a service's reach when no one says
+
+    @classmethod
+    def from_settings(cls, settings: Settings, topics: Topics) -> MatchingConfig:
+        """The batch knobs the service's settings give (the service, replay and the CLI)."""
+        return cls(topics=topics, candidates_per_item=settings.candidates_per_item,
+                   time_limit_s=settings.solver_time_limit_s, workers=settings.solver_workers,
+                   timezone=settings.timezone, service_travel_km=settings.service_travel_km)
 
 
 @dataclass(frozen=True)
