@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import random
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -47,17 +46,6 @@ from tests.test_rules import pairs_of as rule_pairs
 NOW = f.DAY.timestamp()
 
 
-@dataclass(frozen=True)
-class HierarchyNode:
-    """A node as matching reads it: where it sits, and its default reach."""
-
-    path: str
-    lat: float | None
-    lon: float | None
-    parent_id: str | None = None
-    reach: dict[str, Any] | None = None
-
-
 def goods(reach: dict[str, Any] | None = None, *, partner_id: str = "p1", node_id: str = f.WS,
           pickup: tuple[float, float] | None = None) -> dict[str, Any]:
     """A goods offer payload, with its own reach and pickup point when given."""
@@ -70,12 +58,12 @@ def goods(reach: dict[str, Any] | None = None, *, partner_id: str = "p1", node_i
 
 
 def hierarchy(ws_reach: dict[str, Any] | None = None,
-              centre_reach: dict[str, Any] | None = None) -> dict[str, HierarchyNode]:
+              centre_reach: dict[str, Any] | None = None) -> dict[str, NodeStub]:
     """The factories' hierarchy with parents, and defaults where given."""
     parents = {f.CENTRE: None, f.WS: f.CENTRE, f.STUDIO: f.WS, f.GRID: f.STUDIO,
                f.GRID2: f.STUDIO, f.WS_B: f.CENTRE, f.STUDIO_B: f.WS_B, f.GRID_B: f.STUDIO_B}
     own = {f.WS: ws_reach, f.CENTRE: centre_reach}
-    return {node_id: HierarchyNode(stub.path, stub.lat, stub.lon, parents[node_id],
+    return {node_id: NodeStub(stub.path, stub.lat, stub.lon, parents[node_id],
                                    own.get(node_id))
             for node_id, stub in NODES.items()}
 
@@ -137,7 +125,7 @@ def test_the_first_source_that_says_decides(offer: dict[str, Any] | None,
                                             ws: dict[str, Any] | None,
                                             centre: dict[str, Any] | None) -> None:
     nodes = hierarchy(ws_reach=ws, centre_reach=centre)
-    nodes[f.STUDIO] = HierarchyNode(nodes[f.STUDIO].path, 29.051, 106.661, f.WS, studio)
+    nodes[f.STUDIO] = NodeStub(nodes[f.STUDIO].path, 29.051, 106.661, f.WS, studio)
     reach = resolve_reach(goods(offer, node_id=f.STUDIO), has_own_place=False, nodes=nodes,
                           defaults=ReachDefaults(partners={"p1": partner} if partner else {}))
     first = next((r for r in (offer, partner, studio, ws, centre) if r is not None), None)

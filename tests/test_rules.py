@@ -20,9 +20,13 @@ NOW = f.DAY.timestamp()
 
 @dataclass(frozen=True)
 class NodeStub:
+    """A node as matching reads it: where it sits, its parent and its default reach."""
+
     path: str
     lat: float | None
     lon: float | None
+    parent_id: str | None = None
+    reach: dict[str, Any] | None = None
 
 
 NODES = {

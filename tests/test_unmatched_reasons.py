@@ -21,7 +21,7 @@ from schemas.topics import Topics
 from tests import factories as f
 from tests.coordination_world import Clock
 from tests.test_explain_words import speak
-from tests.test_rebalancing import events_on
+from tests.test_rebalancing import events_on, feed
 
 TOPICS = Topics("t")
 MORNING = f.DAY - timedelta(hours=1)
@@ -31,11 +31,6 @@ def engine_on(db: Engine) -> MatchingEngine:
     engine = MatchingEngine(db=db, topics=TOPICS, clock=Clock(MORNING))
     feed(engine, *f.hierarchy(), f.partner("p1"), f.partner("p2"))
     return engine
-
-
-def feed(engine: MatchingEngine, *events: dict[str, Any]) -> None:
-    for event in events:
-        engine.ingest(f.parse(event), topic="test")
 
 
 def rice_case(case_id: str, *, urgency: int = 3, at: tuple[float, float] = (29.052, 106.662),
