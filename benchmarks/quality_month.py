@@ -43,10 +43,18 @@ import numpy as np
 import plain
 from sqlalchemy import Engine, event
 
-from matcher.domain.allocation import build_problem
-from matcher.domain.candidates import generate
+from matcher.domain.allocation import build_problem, place_volunteer_visits
+from matcher.domain.candidates import Candidates, generate
 from matcher.domain.errors import DomainError
-from matcher.domain.frames import SOLVER_SCALE, Vocabulary, build_demand, build_supply
+from matcher.domain.frames import (
+    SOLVER_SCALE,
+    Demand,
+    Kind,
+    Supply,
+    Vocabulary,
+    build_demand,
+    build_supply,
+)
 from matcher.domain.reach import ReachDefaults
 from matcher.domain.scoring import ScoringContext, Weights
 from matcher.services.engine import MatchingEngine
@@ -56,6 +64,7 @@ from matcher.services.rebalancing import RunOptions, rebalance
 from matcher.simulator import build_district, registry_events, simulate_month
 from matcher.simulator.day import Event
 from matcher.solver import Problem, relaxation_bound
+from matcher.solver.cpsat import solve_cp_sat
 from matcher.storage.database import migrate, open_engine
 from matcher.storage.store import HOLDING, unit_of_work
 from matcher.storage.tables import proposals
@@ -312,14 +321,28 @@ class Bound:
     seconds: float
 
 
-def hindsight_problem(state: dict[str, Any], published: dict[str, datetime],
-                      start: datetime) -> tuple[Problem, np.ndarray, list[str]]:
+@dataclass(frozen=True)
+class Hindsight:
+    """The whole month as one problem, and the frames it was built from."""
+
+    problem: Problem
+    weight: np.ndarray  # each need's priority
+    kinds: list[str]  # each need's kind
+    demand: Demand
+    supply: Supply
+    cands: Candidates
+    vocab: Vocabulary
+    kept: np.ndarray  # the candidate arcs the problem keeps, in its arc order
+
+
+def hindsight(state: dict[str, Any], published: dict[str, datetime],
+              start: datetime) -> Hindsight:
     """The whole month as one problem, known in advance: every live item, every live offer at
     full capacity, every pair the hard rules allow (from the month's start, so no deadline
     has passed) between an offer and an item it coexisted with (published before the item's
     deadline), a volunteer's hours per ISO week shared by all their offers as the engine
     counts them. Utility is priority per whole item, so the optimum is priority-weighted
-    fulfilment. Returns the problem, each need's priority and each need's kind.
+    fulfilment.
     """
     vocab = Vocabulary()
     demand = build_demand(state["items"], {}, state["nodes"], vocab)
@@ -344,14 +367,16 @@ def hindsight_problem(state: dict[str, Any], published: dict[str, datetime],
         arc_utility=weight[d] / units[d], arc_use=np.ones(len(d), dtype=np.int64),
         arc_capacity=None if full.arc_capacity is None else full.arc_capacity[keep])
     kinds = [("volunteer", "goods", "service")[k] for k in demand.kind.tolist()]
-    return problem, weight, kinds
+    return Hindsight(problem, weight, kinds, demand, supply, cands, vocab,
+                     np.flatnonzero(keep))
 
 
 def hindsight_bound(state: dict[str, Any], published: dict[str, datetime],
-                    start: datetime) -> Bound:
+                    start: datetime, month: Hindsight | None = None) -> Bound:
     """`relaxation_bound` of the hindsight problem, as a share of all priority."""
     started = time.perf_counter()
-    problem, weight, kinds = hindsight_problem(state, published, start)
+    month = month or hindsight(state, published, start)
+    problem, weight, kinds = month.problem, month.weight, month.kinds
     value = relaxation_bound(problem)
     # Per kind: the kinds never share an offer, so the bound splits into one LP per kind.
     by_kind: dict[str, float] = {}
@@ -363,6 +388,59 @@ def hindsight_bound(state: dict[str, Any], published: dict[str, datetime],
         by_kind[kind] = relaxation_bound(part) / float(weight[rows].sum())
     return Bound(value / float(weight.sum()), by_kind, problem.num_needs, problem.num_offers,
                  problem.num_arcs, time.perf_counter() - started)
+
+
+@dataclass
+class HindsightPlan:
+    """A plan made with the whole month known: the hindsight problem solved in whole units
+    by CP-SAT, its visits placed in the volunteers' diaries as the engine places its own.
+    Judged like any policy, it is what knowing the future is worth, rule by rule."""
+
+    name: str
+    given: list[plain.Given]
+    seconds: float
+
+    def allocations(self) -> list[plain.Given]:
+        """The plan's allocations."""
+        return self.given
+
+
+def hindsight_plan(month: Hindsight, world: plain.World, time_limit_s: float) -> HindsightPlan:
+    """Solve the hindsight problem in whole units and place its visits.
+
+    The problem is built from the last versions of cases and offers, so each allocation is
+    made once both last versions are in force; one that would have to be made after its visit
+    or slot began, or after its goods were due, is left out (nobody could have known in time).
+    """
+    started = time.perf_counter()
+    solution = solve_cp_sat(dataclasses.replace(month.problem, time_limit_s=time_limit_s))
+    amount = np.zeros(len(month.cands), dtype=np.int64)
+    if solution.has_solution:
+        amount[month.kept] = solution.amount
+    placed = place_volunteer_visits(month.cands, dataclasses.replace(solution, amount=amount),
+                                    month.demand, month.supply, {})
+    demand, supply, p = month.demand, month.supply, month.cands.pairs
+    volunteers = {code: name for name, code in month.vocab.volunteers.items()}
+    given = []
+    for a in placed:
+        d, s = int(p.d[a.arc]), int(p.s[a.arc])
+        offer_id, case_id = supply.offer_id[s], demand.case_id[d]
+        made = max(world.cases[case_id].at[-1], world.offers[offer_id].at[-1])
+        start = None if a.start is None else datetime.fromtimestamp(a.start, UTC)
+        end = None if a.end is None else datetime.fromtimestamp(a.end, UTC)
+        kind = Kind(int(supply.kind[s]))
+        if kind == Kind.GOODS and start is not None:
+            start = max(start, made)
+        if start is not None and (made > start or (end is not None and start > end)):
+            continue
+        given.append(plain.Given(
+            case_id=case_id, item_id=demand.item_id[d], offer_id=offer_id,
+            kind=kind.name.lower(), amount=float(a.amount), made_at=made,
+            slot=int(supply.slot[s]) if kind == Kind.SERVICE else None, start=start, end=end,
+            volunteer_id=volunteers.get(int(supply.volunteer[s])) if kind == Kind.VOLUNTEER
+            else None))
+    return HindsightPlan(f"hindsight plan ({solution.status.value})", given,
+                         time.perf_counter() - started)
 
 
 def _restricted(problem: Problem, arcs: np.ndarray) -> Problem:
@@ -388,7 +466,7 @@ def judged(month: Month) -> list[plain.Outcome]:
 
 
 def table(outcomes: Sequence[plain.Outcome], bound: Bound,
-          sides: Sequence[EngineSide | GreedySide]) -> str:
+          sides: Sequence[EngineSide | GreedySide | HindsightPlan]) -> str:
     """The comparison as a Markdown table, and the violations each policy made."""
     kinds = sorted({kind for outcome in outcomes for kind in outcome.by_kind})
     lines = [
@@ -445,6 +523,8 @@ def main(argv: Iterable[str] | None = None) -> None:
     parser.add_argument("--markdown", type=Path, help="also write the table to this file")
     parser.add_argument("--no-nightly", action="store_true",
                         help="leave out the engine with the nightly rebalance")
+    parser.add_argument("--plan-seconds", type=float, default=120.0,
+                        help="CP-SAT time for the hindsight plan (0 leaves it out)")
     parser.add_argument("--reach-mix", action="store_true",
                         help="partners state their reach (the simulator's realistic mix)")
     args = parser.parse_args(None if argv is None else list(argv))
@@ -455,9 +535,16 @@ def main(argv: Iterable[str] | None = None) -> None:
     log("judging every policy")
     outcomes = judged(month)
     log("computing the hindsight LP bound")
-    bound = hindsight_bound(state_at_end(month.engine.engine.db, month.end), month.published,
-                            month.start)
-    text = table(outcomes, bound, month.sides) + "\n" + summary(month, bound)
+    known = hindsight(state_at_end(month.engine.engine.db, month.end), month.published,
+                      month.start)
+    bound = hindsight_bound({}, month.published, month.start, known)
+    sides: list[EngineSide | GreedySide | HindsightPlan] = [*month.sides]
+    if args.plan_seconds > 0:
+        log(f"solving the hindsight plan (CP-SAT, {args.plan_seconds:.0f} s)")
+        plan = hindsight_plan(known, month.world, args.plan_seconds)
+        outcomes.append(plain.judge(plan.name, month.world, plan.given, month.end))
+        sides.append(plan)
+    text = table(outcomes, bound, sides) + "\n" + summary(month, bound)
     print(text)
     if args.markdown:
         args.markdown.parent.mkdir(parents=True, exist_ok=True)

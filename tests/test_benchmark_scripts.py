@@ -17,6 +17,7 @@ from matcher.solver import Problem, relaxation_bound, solve, violations
 from schemas.topics import Topics
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+import plain
 import quality_month
 import speed
 
@@ -38,6 +39,16 @@ def test_quality_month_judges_the_engine_and_both_greedy_baselines(tmp_path: Pat
     assert 0.0 < bound.fulfilment <= 1.0
     text = quality_month.table(outcomes, bound, month.sides)
     assert "| engine |" in text and "| greedy (urgency first) |" in text
+
+    # Knowing the month in advance, in whole units and real diaries: the plain judge finds
+    # no rule broken, and the plan stays under the LP bound.
+    known = quality_month.hindsight(
+        quality_month.state_at_end(month.engine.engine.db, month.end), month.published,
+        month.start)
+    plan = quality_month.hindsight_plan(known, month.world, 10.0)
+    judged = plain.judge(plan.name, month.world, plan.given, month.end)
+    assert judged.allocations > 0 and judged.violations == {}
+    assert 0.0 < judged.fulfilment <= bound.fulfilment + 1e-9
     assert "| hindsight LP bound |" in text and "Violations: none." in text
 
 
