@@ -89,6 +89,33 @@ def test_capacity_held_by_earlier_commitments_even_when_the_offer_is_full(db: En
     assert second.taken_by == "earlier_commitments"
 
 
+def test_a_volunteer_whose_free_time_is_all_promised_counts_as_taken(db: Engine) -> None:
+    engine = engine_on(db)
+    # One volunteer, two offers on overlapping mornings: the first visit (9-11) leaves no
+    # free time before 11, though both offers have hours left.
+    feed(engine, f.volunteer_offer("v1", "p1", start=9, end=13, volunteer_id="vol-x"),
+         f.volunteer_offer("v2", "p1", start=9, end=11, volunteer_id="vol-x"),
+         f.case("first", items=[f.item(splittable=False)]))
+    engine.match_shard(f.CENTRE)
+    assert len(proposed(db)) == 1
+    feed(engine, f.case("second", items=[f.item(splittable=False, end=11)]))
+    engine.match_shard(f.CENTRE)
+    second = reasons(db)["second"]
+    # Not "no_time_overlap": the volunteer's time went to a visit promised earlier.
+    assert (second.reason_code, second.taken_by) == ("capacity_taken", "earlier_commitments")
+
+
+def test_a_volunteer_booked_at_other_hours_is_still_a_time_mismatch(db: Engine) -> None:
+    engine = engine_on(db)
+    feed(engine, f.volunteer_offer("v1", "p1", start=9, end=11, volunteer_id="vol-x"),
+         f.case("first"))
+    engine.match_shard(f.CENTRE)
+    # An afternoon visit: the volunteer's morning could never have served it.
+    feed(engine, f.case("afternoon", items=[f.item(start=14, end=18)]))
+    engine.match_shard(f.CENTRE)
+    assert reasons(db)["afternoon"].reason_code == "no_time_overlap"
+
+
 def test_a_full_offer_that_fails_a_rule_does_not_count_as_taken(db: Engine) -> None:
     engine = engine_on(db)
     feed(engine, f.goods_offer("g1", "p1", quantity=5), rice_case("first"))

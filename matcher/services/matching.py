@@ -267,25 +267,36 @@ class BatchPlan:
 
 def check_taken_offers(frames: Frames, inputs: LiveInputs, cands: Candidates,
                        allocations: Sequence[Allocation], config: MatchingConfig) -> FullOffers:
-    """The rules on offers whose capacity is all held, for items the batch leaves open
-    without a single candidate: were any eligible, their capacity was taken."""
+    """The rules on offers whose capacity is all held, and on volunteers' offers as if no
+    visit were promised yet, for items the batch leaves open without a single candidate:
+    were any eligible, their capacity (or the volunteer's time) was taken."""
     demand, p = frames.demand, cands.pairs
     served = np.bincount(p.d[[a.arc for a in allocations]], minlength=len(demand))
     no_candidate = np.bincount(p.d, minlength=len(demand)) == 0
     rows = no_candidate & (served == 0) & (demand.end > inputs.now.timestamp())
     if not rows.any():
         return FullOffers.none(demand)
-    # Only offers something is held on can be full, and only those giving what these items
-    # need matter: the others are not framed again.
+    # Only offers something is held on can be full or booked, and only those giving what
+    # these items need matter: the others are not framed again.
     holding = {offer_id for offer_id, _ in inputs.held}
     names = {code: name for name, code in frames.vocab.needs.items()}
     wanted = {names[code] for code in np.unique(demand.need[rows]).tolist()}
-    offers = [{"offer_id": o.offer_id, "payload": o.payload} for o in inputs.offers
-              if o.offer_id in holding and not wanted.isdisjoint(offer_needs(o.payload))]
-    full = build_supply(offers, inputs.held, inputs.nodes, frames.vocab, reach=inputs.reach,
-                        full=True)
-    return check_full_offers(demand, full, now=inputs.now.timestamp(), weights=config.weights,
-                             context=frames.context, excluded=inputs.excluded, rows=rows)
+    giving = [{"offer_id": o.offer_id, "payload": o.payload} for o in inputs.offers
+              if not wanted.isdisjoint(offer_needs(o.payload))]
+    offers = [o for o in giving if o["offer_id"] in holding]
+    # A volunteer with hours left whose free time is all promised to other visits fails the
+    # time rule in the batch; with the promised visits left in, the rules say whether the
+    # item could have had them.
+    booked = [o for o in giving if o["payload"].get("volunteer_id") in inputs.busy]
+    checks = [build_supply(offers, inputs.held, inputs.nodes, frames.vocab,
+                           reach=inputs.reach, full=True),
+              build_supply(booked, inputs.held, inputs.nodes, frames.vocab,
+                           reach=inputs.reach)]
+    found = [check_full_offers(demand, supply, now=inputs.now.timestamp(),
+                               weights=config.weights, context=frames.context,
+                               excluded=inputs.excluded, rows=rows) for supply in checks]
+    return FullOffers(eligible=found[0].eligible + found[1].eligible,
+                      joined=found[0].joined, failed=found[0].failed)
 
 
 def plan_batch(inputs: LiveInputs, config: MatchingConfig,
