@@ -281,7 +281,8 @@ def check_taken_offers(frames: Frames, inputs: LiveInputs, cands: Candidates,
     holding = {offer_id for offer_id, _ in inputs.held}
     names = {code: name for name, code in frames.vocab.needs.items()}
     wanted = {names[code] for code in np.unique(demand.need[rows]).tolist()}
-    giving = [{"offer_id": o.offer_id, "payload": o.payload} for o in inputs.offers
+    giving: list[dict[str, Any]] = [{"offer_id": o.offer_id, "payload": o.payload}
+                                    for o in inputs.offers
               if not wanted.isdisjoint(offer_needs(o.payload))]
     offers = [o for o in giving if o["offer_id"] in holding]
     # A volunteer with hours left whose free time is all promised to other visits fails the
