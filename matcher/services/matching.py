@@ -283,7 +283,7 @@ def check_taken_offers(frames: Frames, inputs: LiveInputs, cands: Candidates,
     wanted = {names[code] for code in np.unique(demand.need[rows]).tolist()}
     giving: list[dict[str, Any]] = [{"offer_id": o.offer_id, "payload": o.payload}
                                     for o in inputs.offers
-              if not wanted.isdisjoint(offer_needs(o.payload))]
+                                    if not wanted.isdisjoint(offer_needs(o.payload))]
     offers = [o for o in giving if o["offer_id"] in holding]
     # A volunteer with hours left whose free time is all promised to other visits fails the
     # time rule in the batch; with the promised visits left in, the rules say whether the
