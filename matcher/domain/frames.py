@@ -325,6 +325,16 @@ def build_supply(offers: Sequence[Mapping[str, Any]],
     places: dict[str, tuple[tuple[int, int, int], tuple[float, float]]] = {}
     masks: dict[tuple[str, ...], int] = {}
     for offer in offers:
+        # Capacity first: most live goods offers are spent, and the rest of an offer's
+        # framing (reach, place, groups) is paid only for units that make rows.
+        units = []
+        for unit in supply_units(offer):
+            slot_key = None if unit["slot"] < 0 else unit["slot"]
+            remaining = unit["capacity"] - held.get((offer["offer_id"], slot_key), 0.0)
+            if (remaining <= 1e-9) == full:
+                units.append((unit, max(remaining, 0.0)))
+        if not units:
+            continue
         payload = offer["payload"]
         node_id = payload["node_id"]
         if node_id not in places:
@@ -340,12 +350,7 @@ def build_supply(offers: Sequence[Mapping[str, Any]],
         expires = iso_epoch(payload["expires_at"]) if payload.get("expires_at") else NO_TIME
         eligibility = sum(1 << GROUP_CODES[g] for g in payload.get("eligibility", [])
                           if g in GROUP_CODES)
-        for unit in supply_units(offer):
-            slot_key = None if unit["slot"] < 0 else unit["slot"]
-            remaining = unit["capacity"] - held.get((offer["offer_id"], slot_key), 0.0)
-            if (remaining <= 1e-9) != full:
-                continue
-            remaining = max(remaining, 0.0)
+        for unit, remaining in units:
             row = len(rows["offer_id"])
             needs = [vocab.code(vocab.needs, need) for need in unit["needs"]]
             partner = vocab.code(vocab.partners, payload["partner_id"])
