@@ -352,7 +352,8 @@ def _shrinking_updates(rng: random.Random, volunteers: list[dict[str, Any]],
         updates.append(f.envelope("offer.updated", offer["producer"], dict(
             offer["payload"], version=2, quantity=rng.choice([1, 2, 3]))))
     slots = [dict(slot, places=1) for slot in service["payload"]["slots"]]
+    # The last slot or the first one removed, or none (the later slot then moves up).
     updates.append(f.envelope("offer.updated", service["producer"], dict(
-        service["payload"], version=2, slots=slots[: rng.randint(1, 2)])))
+        service["payload"], version=2, slots=rng.choice([slots[:1], slots[1:], slots]))))
     rng.shuffle(updates)
     return updates

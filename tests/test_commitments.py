@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select
 
-from matcher.domain.commitments import Held, has_begun, may_release, to_release
+from matcher.domain.commitments import Held, has_begun, may_release, slot_moves, to_release
 from matcher.domain.weeks import week_label, week_of, week_start
 from matcher.services import decisions
 from matcher.settings import Settings
@@ -298,3 +298,48 @@ def test_an_offer_update_beyond_capacity_makes_its_pending_proposals_again(
     assert pending(db) == {}
     [revoked] = events(db, "match.revoked")
     assert (revoked["proposal_id"], revoked["reason_code"]) == (before, "offer_updated")
+
+
+def test_removing_a_slot_keeps_the_matches_of_the_slots_after_it(db: Engine) -> None:
+    engine = engine_at(db)
+    service = f.service_offer("physio", "p1", places=1, start=10, end=11)
+    service["payload"]["slots"] += [{"window": {"start": f.at(h), "end": f.at(h + 1)},
+                                     "places": 1} for h in (12, 14)]
+    # Each person can come at one hour only, so each slot goes to one of them.
+    feed(engine, service, *(f.case(f"c{h}", items=[f.item(
+        kind="service", need="physiotherapy", unit="sessions", quantity=1, start=h,
+        end=h + 1)]) for h in (10, 12, 14)))
+    engine.match_shard(f.CENTRE)
+    with unit_of_work(db) as store:
+        for p in store.proposals_where(proposals.c.status == "proposed"):
+            store.set_proposal_status(p.proposal_id, ProposalStatus.APPROVED, at=NIGHT, by="c")
+    before = {case: slot for case, slot in _slots_held(db)}
+    assert before == {"c10": 0, "c12": 1, "c14": 2}
+    payload = dict(service["payload"], version=2, slots=service["payload"]["slots"][1:])
+    feed(engine, f.envelope("offer.updated", "p1", payload))
+    [released] = events(db, "match.released")
+    assert (released["case_id"], released["reason_code"]) == ("c10", "slot_changed")
+    # The other two follow their slots to their new places in the list.
+    assert dict(_slots_held(db)) == {"c12": 0, "c14": 1}
+    with unit_of_work(db) as store:
+        assert store.held_by_offer() == {("physio", 0): 1.0, ("physio", 1): 1.0}
+
+
+def _slots_held(db: Engine) -> list[tuple[str, int]]:
+    with unit_of_work(db) as store:
+        return [(p.case_id, p.slot) for p in store.holding_for_offer("physio")]
+
+
+def test_slots_are_followed_by_their_window_not_their_place() -> None:
+    def offer(*hours: int) -> dict[str, object]:
+        return {"slots": [{"window": {"start": f.at(h), "end": f.at(h + 1)}, "places": 1}
+                          for h in hours]}
+    assert slot_moves(offer(10, 12, 14), offer(12, 14)) == {1: 0, 2: 1}
+    assert slot_moves(offer(10, 12), offer(10, 12, 14)) == {}
+    assert slot_moves(offer(10, 12), offer(12, 10)) == {0: 1, 1: 0}
+    # Two slots at one time keep their order; the same moment written in UTC is the same.
+    assert slot_moves(offer(10, 10, 12), offer(9, 10, 10)) == {0: 1, 1: 2}
+    utc = {"slots": [{"window": {
+        "start": datetime.fromisoformat(f.at(12)).astimezone(UTC).isoformat(),
+        "end": datetime.fromisoformat(f.at(13)).astimezone(UTC).isoformat()}, "places": 1}]}
+    assert slot_moves(offer(10, 12), utc) == {1: 0}

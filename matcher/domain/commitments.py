@@ -41,6 +41,26 @@ def only_capacity_changed(old: Mapping[str, Any], new: Mapping[str, Any]) -> boo
     return _same_except(old, new, ignored)
 
 
+def slot_moves(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[int, int]:
+    """Old slot index -> new index, for the slots a service update keeps (same start and end)
+    at another place in the list, e.g. after a slot before them was removed."""
+    def windows(payload: Mapping[str, Any]) -> list[tuple[datetime, datetime]]:
+        return [(datetime.fromisoformat(slot["window"]["start"]),
+                 datetime.fromisoformat(slot["window"]["end"]))
+                for slot in payload.get("slots", [])]
+    places: dict[tuple[datetime, datetime], list[int]] = {}
+    for index, window in enumerate(windows(new)):
+        places.setdefault(window, []).append(index)
+    moves: dict[int, int] = {}
+    for index, window in enumerate(windows(old)):
+        # Two slots with one window are told apart by their order.
+        if places.get(window):
+            moved_to = places[window].pop(0)
+            if moved_to != index:
+                moves[index] = moved_to
+    return moves
+
+
 def item_unchanged_for_matching(old: Mapping[str, Any] | None,
                                 new: Mapping[str, Any] | None) -> bool:
     """Whether a case update leaves an item as its matches saw it (it may be more urgent)."""

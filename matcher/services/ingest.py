@@ -18,6 +18,7 @@ from matcher.domain.commitments import (
     item_unchanged_for_matching,
     only_capacity_changed,
     person_unchanged_for_matching,
+    slot_moves,
 )
 from matcher.domain.errors import (
     InvalidCommand,
@@ -179,6 +180,9 @@ def update_offer(event: OfferUpdated, store: Store, ctx: Context) -> str:
     _save_offer(event, store, ctx)
     saved = store.offer(offer.offer_id)
     assert saved is not None  # just saved
+    # Matches follow their slot, not its place in the list: a slot removed before others
+    # leaves theirs where they were.
+    store.move_slots(offer.offer_id, slot_moves(existing.payload, saved.payload))
     if not only_capacity_changed(existing.payload, saved.payload):
         _revoke(store, ctx, store.holding_for_offer(offer.offer_id),
                 (ProposalStatus.PROPOSED,), "offer_updated",

@@ -27,6 +27,7 @@ from sqlalchemy import (
     text,
     update,
 )
+from sqlalchemy import case as sql_case
 
 from matcher.storage.tables import (
     UtcDateTime,
@@ -560,6 +561,13 @@ class Store:
                                     proposals.c.kind == "volunteer",
                                     proposals.c.status.in_([s.value for s in HOLDING]),
                                     proposals.c.window_end > since)
+
+    def move_slots(self, offer_id: str, moves: Mapping[int, int]) -> None:
+        """Renumber the slots the offer's proposals refer to (old index -> new), all at once."""
+        if moves:
+            self.conn.execute(update(proposals).where(
+                proposals.c.offer_id == offer_id, proposals.c.slot.in_(list(moves))).values(
+                slot=sql_case(dict(moves), value=proposals.c.slot)))
 
     def set_proposal_status(self, proposal_id: str, status: ProposalStatus, *,
                             at: datetime, by: str | None = None, reason: str | None = None,
