@@ -45,6 +45,18 @@ ONLY_NEW_ROWS: frozenset[type] = frozenset({OfferPublished, CaseOpened})
 MAY_REFUSE_AFTER_WRITING: frozenset[type] = frozenset({MatchDecided, MatchFulfilled})
 
 
+def _nodes_named(batch: Sequence[Incoming]) -> list[str]:
+    """The node ids a poll's events name: grids and workstations as producers, the places of
+    offers, the grids of cases."""
+    named = [i.event.producer for i in batch]
+    for incoming in batch:
+        payload = incoming.event.payload
+        named += [value for value in (getattr(payload, "node_id", None),
+                                      getattr(payload, "grid_id", None))
+                  if isinstance(value, str)]
+    return named
+
+
 def utc_now() -> datetime:
     """The wall clock, in UTC."""
     return datetime.now(UTC)
@@ -124,6 +136,8 @@ class MatchingEngine:
                            if isinstance(i.event, OfferPublished)],
                 case_ids=[i.event.payload.case_id for i in batch
                           if isinstance(i.event, CaseOpened)])
+            store.look_up_registry(node_ids=_nodes_named(batch),
+                                   partner_ids=[i.event.producer for i in batch])
             for incoming in batch:
                 if type(incoming.event) not in ONLY_NEW_ROWS:
                     store.flush()  # its handler may read anything held back so far

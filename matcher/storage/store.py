@@ -240,6 +240,18 @@ class Store:
                 found = set(self.conn.execute(select(column).where(column.in_(chunk))).scalars())
                 self._absent[kind].update(set(chunk) - found)
 
+    def look_up_registry(self, *, node_ids: Iterable[str], partner_ids: Iterable[str]) -> None:
+        """Read at once the nodes and partners a poll's events name, instead of one query
+        per event (those not registered are remembered as absent)."""
+        for chunk in _chunks(sorted(set(node_ids) - set(self._nodes))):
+            found = {row.node_id: row for row in (NodeRow(*r) for r in self.conn.execute(
+                select(*_columns(nodes, NodeRow)).where(nodes.c.node_id.in_(chunk))))}
+            self._nodes.update({node_id: found.get(node_id) for node_id in chunk})
+        for chunk in _chunks(sorted(set(partner_ids) - set(self._partners))):
+            homes = dict(self.conn.execute(select(partners.c.partner_id, partners.c.home_node_id)
+                                           .where(partners.c.partner_id.in_(chunk))).all())
+            self._partners.update({partner_id: homes.get(partner_id) for partner_id in chunk})
+
     def flush(self) -> None:
         """Write what was held back, one statement per table: new offers, new cases and
         their items, audit rows. Call it before any statement that may read them directly."""
