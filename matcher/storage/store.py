@@ -258,8 +258,7 @@ class Store:
         for table, rows in ((offers, list(self._new_offers.values())),
                             (cases, list(self._new_cases.values())),
                             (need_items, self._new_items), (audit_log, self._audit)):
-            if rows:
-                self.conn.execute(insert(table), rows)
+            insert_many(self.conn, table, rows)
         self._new_offers, self._new_cases, self._new_items, self._audit = {}, {}, [], []
 
     # --- hierarchy and partners --------------------------------------------------------------
