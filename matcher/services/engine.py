@@ -25,6 +25,7 @@ from matcher.services.matching import (
     plan_batch,
     read_live_inputs,
     record_batch,
+    with_read_time,
 )
 from matcher.services.outbound import queue
 from matcher.storage.store import LiveRows, OutboxRow, Store, snapshot, unit_of_work
@@ -201,14 +202,16 @@ class MatchingEngine:
         """
         assert self.matching is not None
         now = self.clock()
+        started = time.perf_counter()
         with snapshot(self.db) as store:
             inputs = read_live_inputs(store, shard, now, self.matching.timezone,
                                       self.matching.service_travel_km,
                                       cache=self._live_rows.setdefault(shard, LiveRows()))
+        read_s = time.perf_counter() - started
         plan = plan_batch(inputs, self.matching)
         with self.writing() as store:
             store.lock_shard(shard)  # another instance finishing a batch of it records first
-            report = record_batch(store, plan)
+            report = with_read_time(record_batch(store, plan), read_s)
         if report.conflicts or (report.proposals and report.unmatched):
             # What changed under the plan, or capacity this batch could not yet reach (an
             # item's K candidates all taken), is matched again in the next batch.

@@ -1,5 +1,6 @@
-"""A poll reads the nodes and partners its events name at once: the registry rows it writes
-itself, and those it finds missing, must still be seen by the events after them."""
+"""Ingest and batch edges: a poll reads the nodes and partners its events name at once (the
+registry rows it writes itself, and those it finds missing, must still be seen by the events
+after them), and a batch's report counts all of its time."""
 
 from __future__ import annotations
 
@@ -42,3 +43,12 @@ def test_a_node_registered_in_a_poll_is_a_place_for_offers_after_it(db: Engine) 
     with unit_of_work(db) as store:
         offer = store.offer("lot")
     assert offer is not None and offer.payload["node_id"] == "ws-wenlong-st-new"
+
+
+def test_a_batch_report_counts_the_reading_of_its_inputs_in_its_time(db: Engine) -> None:
+    engine = engine_at(db)
+    poll(engine, f.goods_offer("lot", "p1"),
+         f.case("c1", items=[f.item(kind="goods", need="rice", unit="kg", quantity=4)]))
+    report = engine.match_shard(f.CENTRE)
+    assert report.proposals == 1
+    assert report.read_s > 0 and report.total_s >= report.read_s + report.solve_s
