@@ -59,7 +59,7 @@ from matcher.domain.reach import ReachDefaults
 from matcher.domain.scoring import ScoringContext, Weights
 from matcher.services.engine import MatchingEngine
 from matcher.services.matching import MatchingConfig
-from matcher.services.rebalance_plan import RebalanceConfig
+from matcher.services.rebalance_inputs import RebalanceConfig
 from matcher.services.rebalancing import RunOptions, rebalance
 from matcher.simulator import build_district, registry_events, simulate_month
 from matcher.simulator.day import Event

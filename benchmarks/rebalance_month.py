@@ -35,7 +35,8 @@ from sqlalchemy import Engine
 from matcher.domain.errors import DomainError
 from matcher.services.engine import MatchingEngine
 from matcher.services.matching import MatchingConfig
-from matcher.services.rebalance_plan import RebalanceConfig, plan_shard, read_snapshot
+from matcher.services.rebalance_inputs import RebalanceConfig, read_snapshot
+from matcher.services.rebalance_plan import plan_shard
 from matcher.services.rebalancing import RunOptions, rebalance
 from matcher.simulator import (
     Event,

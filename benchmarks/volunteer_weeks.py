@@ -36,7 +36,7 @@ from matcher.domain.errors import DomainError
 from matcher.services import rebalancing
 from matcher.services.engine import MatchingEngine
 from matcher.services.matching import MatchingConfig
-from matcher.services.rebalance_plan import RebalanceConfig
+from matcher.services.rebalance_inputs import RebalanceConfig
 from matcher.simulator import build_district, registry_events, simulate_month
 from matcher.storage.database import migrate, open_engine
 from matcher.storage.store import unit_of_work

@@ -27,7 +27,7 @@ from matcher.observability import (
 from matcher.services import rebalancing
 from matcher.services.engine import MatchingEngine
 from matcher.services.matching import MatchingConfig
-from matcher.services.rebalance_plan import RebalanceConfig
+from matcher.services.rebalance_inputs import RebalanceConfig
 from matcher.services.rebalancing import RunOptions, rebalance
 from matcher.settings import Settings
 from schemas.topics import Topics

@@ -15,7 +15,7 @@ from sqlalchemy import Engine, select
 from matcher.services import rebalancing
 from matcher.services.engine import MatchingEngine
 from matcher.services.matching import MatchingConfig
-from matcher.services.rebalance_plan import RebalanceConfig
+from matcher.services.rebalance_inputs import RebalanceConfig
 from matcher.services.rebalance_report import latest_reports
 from matcher.services.rebalancing import RunOptions, next_run_at, rebalance
 from matcher.storage.rebalance_tables import RebalanceStore

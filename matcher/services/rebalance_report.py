@@ -23,7 +23,7 @@ from matcher.storage.store import OfferRow, unit_of_work
 from schemas.rebalance import RebalanceSummary
 
 if TYPE_CHECKING:
-    from matcher.services.rebalance_plan import Figures, ShardPlan
+    from matcher.services.rebalance_diff import Figures, ShardPlan
 
 NEAR_EXPIRY_DAYS = 7.0
 DISTRICT_TIMEZONE = "Asia/Shanghai"

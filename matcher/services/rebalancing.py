@@ -35,14 +35,10 @@ from matcher.services.matching import (
     unplaced_arcs,
 )
 from matcher.services.outbound import queue
-from matcher.services.rebalance_plan import (
-    RebalanceConfig,
-    Revocation,
-    ShardPlan,
-    Snapshot,
-    plan_shard,
-    read_snapshot,
-)
+from matcher.services.rebalance_commitments import Revocation
+from matcher.services.rebalance_diff import ShardPlan
+from matcher.services.rebalance_inputs import RebalanceConfig, Snapshot, read_snapshot
+from matcher.services.rebalance_plan import plan_shard
 from matcher.services.rebalance_report import build_report, write_report_files
 from matcher.settings import Settings
 from matcher.storage.coordination import CoordinationStore

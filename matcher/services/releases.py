@@ -26,7 +26,7 @@ from matcher.domain.weeks import (
     week_start,
 )
 from matcher.services.outbound import queue
-from matcher.services.rebalance_plan import impossible_reason
+from matcher.services.rebalance_commitments import impossible_reason
 from matcher.storage.store import OfferRow, ProposalRow, Store
 from schemas.common import TimeWindow
 from schemas.matches import MatchReleased, MatchRevoked, ProposalStatus, Release, Revocation
