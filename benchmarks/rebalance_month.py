@@ -127,7 +127,10 @@ def approve_some(engine: MatchingEngine, rng: random.Random) -> None:
     """Coordinators approve part of what is pending (the rest waits for tomorrow)."""
     now = engine.clock()
     with unit_of_work(engine.db) as store:
-        for p in store.proposals_where(proposals.c.status == ProposalStatus.PROPOSED.value):
+        pending = store.proposals_where(proposals.c.status == ProposalStatus.PROPOSED.value)
+        # Proposal ids are random: the draws go by what a proposal is, so runs repeat.
+        for p in sorted(pending, key=lambda p: (p.created_at, p.case_id, p.item_id, p.offer_id,
+                                                -1 if p.slot is None else p.slot)):
             if rng.random() < APPROVE_SHARE:
                 store.set_proposal_status(p.proposal_id, ProposalStatus.APPROVED, at=now, by="c")
 
