@@ -243,6 +243,20 @@ def test_sensitive_attributes_show_on_the_case_page_inside_the_jurisdiction(
     assert "diabetic" in page.text
 
 
+@pytest.mark.parametrize(("language", "shown"), [
+    ("zh-CN", "合适的资源已被占用（用于更紧急的个案）"),
+    ("en", "the suitable offers are already taken (used for more urgent cases)")])
+def test_the_case_page_says_who_took_the_capacity_an_item_needed(
+        engine: MatchingEngine, clients: dict[str, TestClient], language: str,
+        shown: str) -> None:
+    with unit_of_work(engine.db) as store:
+        store.set_unmatched("case-a", "i1", code="capacity_taken", reason="taken",
+                            taken_by="more_urgent_cases")
+    page = clients["c-grid"].get("/console/cases/case-a",
+                                 headers={"accept-language": language})
+    assert shown in page.text
+
+
 def _csrf(client: TestClient, url: str = "/console/queue") -> str:
     page = client.get(url)
     marker = 'name="csrf" value="'
