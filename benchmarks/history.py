@@ -38,6 +38,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as clock_time
@@ -101,14 +102,15 @@ def history_inputs(store: Store, shard: str, now: datetime) -> LiveInputs:
 def best_of(repeats: int, read: Callable[[], LiveInputs], config: MatchingConfig
             ) -> tuple[float, float, float]:
     """(read, batch, solve) seconds of reading and planning one batch, each the best run."""
-    runs = []
+    reads, totals, solves = [], [], []
     for _ in range(repeats):
         started = time.perf_counter()
         inputs = read()
-        read_s = time.perf_counter() - started
+        reads.append(time.perf_counter() - started)
         plan = plan_batch(inputs, config)
-        runs.append((read_s, time.perf_counter() - started, plan.solution.solve_s))
-    return tuple(min(run[i] for run in runs) for i in range(3))  # type: ignore[return-value]
+        totals.append(time.perf_counter() - started)
+        solves.append(plan.solution.solve_s)
+    return min(reads), min(totals), min(solves)
 
 
 def timed_probe(engine: MatchingEngine, day: int, now: datetime, folder: Path,
@@ -145,7 +147,7 @@ def timed_probe(engine: MatchingEngine, day: int, now: datetime, folder: Path,
 
 def archived_copy(source: Path, target: Path, now: datetime) -> Engine:
     """A copy of the database keeping only what a live batch at `now` reads."""
-    with sqlite3.connect(source) as src, sqlite3.connect(target) as dst:
+    with closing(sqlite3.connect(source)) as src, closing(sqlite3.connect(target)) as dst:
         src.backup(dst)
     holding = [status.value for status in HOLDING]
     promised = [ProposalStatus.PROPOSED.value, ProposalStatus.APPROVED.value]
@@ -182,7 +184,7 @@ def archived_copy(source: Path, target: Path, now: datetime) -> Engine:
         conn.execute(delete(audit_log))
         conn.execute(delete(outbox).where(outbox.c.published_at.is_not(None)))
     db.dispose()
-    with sqlite3.connect(target, isolation_level=None) as compact:
+    with closing(sqlite3.connect(target, isolation_level=None)) as compact:
         compact.execute("VACUUM")
     return open_engine(f"sqlite:///{target}")
 

@@ -12,12 +12,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from matcher.domain.commitments import has_begun
+from matcher.domain.commitments import SLACK, has_begun
 from matcher.domain.frames import supply_units
 from matcher.storage.store import OfferRow, ProposalRow
 from schemas.matches import ProposalStatus
-
-CAPACITY_SLACK = 1e-6
 
 
 @dataclass(frozen=True)
@@ -69,7 +67,7 @@ def impossible_reason(proposal: ProposalRow, offer: OfferRow | None, now: dateti
     return None
 
 
-def _unit_capacities(offers: Iterable[OfferRow]) -> dict[tuple[str, int | None], float]:
+def unit_capacities(offers: Iterable[OfferRow]) -> dict[tuple[str, int | None], float]:
     """Capacity per (offer, slot), as the frames count it."""
     out: dict[tuple[str, int | None], float] = {}
     for offer in offers:
@@ -96,7 +94,7 @@ def split_committed(holding: Iterable[ProposalRow], offer_rows: Mapping[str, Off
                 released.append(Revocation(p, why[0], why[1], forced=True))
     # An offer updated to less capacity than it has approved: the newest approvals not yet
     # begun give way (what has begun cannot be taken back).
-    capacity = _unit_capacities(offers)
+    capacity = unit_capacities(offers)
     load: dict[tuple[str, int | None], float] = defaultdict(float)
     for p in kept:
         load[p.offer_id, p.slot] += p.amount
@@ -105,7 +103,7 @@ def split_committed(holding: Iterable[ProposalRow], offer_rows: Mapping[str, Off
                     reverse=True):
         key = (p.offer_id, p.slot)
         if p.status == ProposalStatus.APPROVED and not started(p, now) and key in capacity \
-                and load[key] > capacity[key] + CAPACITY_SLACK:
+                and load[key] > capacity[key] + SLACK:
             load[key] -= p.amount
             released.append(Revocation(p, "capacity_reduced", f"offer {p.offer_id} now gives "
                                        f"{capacity[key]:g}, less than was approved", forced=True))

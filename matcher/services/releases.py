@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from matcher.domain.commitments import Held, may_release, to_release
-from matcher.domain.frames import supply_units
 from matcher.domain.weeks import (
     DEFAULT_ZONE,
     stated_limits,
@@ -26,7 +25,7 @@ from matcher.domain.weeks import (
     week_start,
 )
 from matcher.services.outbound import queue
-from matcher.services.rebalance_commitments import impossible_reason
+from matcher.services.rebalance_commitments import impossible_reason, unit_capacities
 from matcher.storage.store import OfferRow, ProposalRow, Store
 from schemas.common import TimeWindow
 from schemas.matches import MatchReleased, MatchRevoked, ProposalStatus, Release, Revocation
@@ -137,8 +136,7 @@ def release_for_offer(releaser: Releaser, offer: OfferRow,
         # hours hold them; what may not hold any more is the volunteer's week.
         _fit_weeks(releaser, offer, timezone)
         return
-    units = {None if u["slot"] < 0 else u["slot"]: float(u["capacity"])
-             for u in supply_units({"offer_id": offer.offer_id, "payload": offer.payload})}
+    units = {slot: capacity for (_, slot), capacity in unit_capacities([offer]).items()}
     by_unit: dict[int | None, list[ProposalRow]] = defaultdict(list)
     for p in holding:
         by_unit[p.slot].append(p)
