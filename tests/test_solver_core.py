@@ -491,6 +491,15 @@ def test_empty_problem_solves_to_nothing() -> None:
         assert solution.objective == 0.0
 
 
+def test_needs_and_offers_without_arcs_are_planned_without_a_solver() -> None:
+    problem = make_problem(demand=[2, 1], capacity=[3], arcs=[])
+    quick, asked = solve(problem), solve(problem, method="cp_sat")
+    assert quick.method == "none" and asked.method == "cp_sat"
+    for solution in (quick, asked):
+        assert (solution.status, solution.objective, len(solution.amount)) == \
+            (Status.OPTIMAL, 0.0, 0)
+
+
 # --- JSON in and out ---------------------------------------------------------------------
 
 EXAMPLE = {

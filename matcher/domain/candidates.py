@@ -34,6 +34,9 @@ class Candidates:
     score: FloatArray  # per pair
     joined: IntArray  # per demand row: offers of the right kind and need, before the rules
     failed: IntArray  # demand rows x rules: pairs that failed at that rule first
+    # Per demand row: eligible pairs beyond the best k were left out, so capacity this batch
+    # could not see may still serve the row once its k are taken. None: not known.
+    cut: BoolArray | None = None
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -109,12 +112,15 @@ def generate(demand: Demand, supply: Supply, *, now: float, weights: Weights,
 
     parts = [part for part in map(best_of, chunks) if part is not None]
     empty = np.zeros(0, dtype=np.int64)
+    cut = np.zeros(len(demand), dtype=np.bool_)
+    for part in parts:
+        cut[part.cut] = True
     return Candidates(
         pairs=Pairs(demand, supply, np.concatenate([empty, *(p.d for p in parts)]),
                     np.concatenate([empty, *(p.s for p in parts)]), now, excluded),
         terms=np.concatenate([np.zeros((0, len(weight))), *(p.terms for p in parts)]),
         score=np.concatenate([np.zeros(0), *(p.score for p in parts)]), joined=joined,
-        failed=failed)
+        failed=failed, cut=cut)
 
 
 @dataclass(frozen=True)
@@ -125,6 +131,7 @@ class Chunk:
     s: IntArray
     terms: FloatArray
     score: FloatArray
+    cut: IntArray  # demand rows that had more than k eligible pairs
 
 
 def best_of_chunk(chunk: IntArray, index: NearbyIndex, same_unit: IntArray, failed: IntArray,
@@ -154,4 +161,5 @@ def best_of_chunk(chunk: IntArray, index: NearbyIndex, same_unit: IntArray, fail
     keep = top_k_per_row(pairs.d, score, k, tie=spread_ties(pairs.d, pairs.s))
     # Back in (item, offer) order, as a join over every pair would give them.
     keep = keep[np.lexsort((pairs.s[keep], pairs.d[keep]))]
-    return Chunk(pairs.d[keep], pairs.s[keep], terms[keep], score[keep])
+    cut = np.flatnonzero(np.bincount(pairs.d - low, minlength=span) > k) + low
+    return Chunk(pairs.d[keep], pairs.s[keep], terms[keep], score[keep], cut)

@@ -212,7 +212,7 @@ class MatchingEngine:
         with self.writing() as store:
             store.lock_shard(shard)  # another instance finishing a batch of it records first
             report = with_read_time(record_batch(store, plan), read_s)
-        if report.conflicts or (report.proposals and report.unmatched):
+        if report.conflicts or report.more_to_find:
             # What changed under the plan, or capacity this batch could not yet reach (an
             # item's K candidates all taken), is matched again in the next batch.
             self.mark_dirty({shard})

@@ -63,7 +63,7 @@ from matcher.domain.weeks import (
 )
 from matcher.services.outbound import envelope_json, event_ids, outbox_row
 from matcher.settings import Settings
-from matcher.solver import Problem, Solution, solve
+from matcher.solver import Problem, Solution, Status, solve
 from matcher.storage.store import LiveRows, NodeRow, OfferRow, Store
 from schemas.matches import ProposalStatus
 from schemas.topics import Topics
@@ -112,6 +112,10 @@ class BatchReport:
     total_s: float  # reading the live inputs, planning and recording
     conflicts: int = 0  # allocations dropped because their offer or item changed meanwhile
     read_s: float = 0.0  # reading the live inputs (part of total_s)
+    # Items left open that another batch may still serve: their best K candidates were all
+    # taken but more eligible offers exist, or a visit the solver planned lost its slot at
+    # placement, or the solver stopped before proving its plan the best.
+    more_to_find: int = 0
 
 
 # --- step 1: live inputs -------------------------------------------------------------------
@@ -583,13 +587,32 @@ def record_batch(store: Store, plan: BatchPlan, *, check: bool = True) -> BatchR
                                  plan.frames.demand, plan.frames.vocab, plan.config, now,
                                  full=plan.full)
     solution = plan.solution
+    more = more_to_find(plan, allocations) if proposals and unmatched else 0
     return BatchReport(
         shard=plan.inputs.shard, items=len(plan.frames.demand),
         supply_units=len(plan.frames.supply), arcs=len(plan.cands), proposals=proposals,
         unmatched=unmatched, status=solution.status.value, objective=solution.objective,
         bound=solution.bound, build_s=solution.build_s, solve_s=solution.solve_s,
-        total_s=time.perf_counter() - plan.started, conflicts=conflicts,
+        total_s=time.perf_counter() - plan.started, conflicts=conflicts, more_to_find=more,
     )
+
+
+def more_to_find(plan: BatchPlan, allocations: Sequence[Allocation]) -> int:
+    """How many items the batch leaves open that the same inputs, less what it proposed,
+    could still serve. With every eligible offer among an item's candidates and a plan proven
+    optimal, another batch would find nothing new; the rest is worth one more look."""
+    demand, p = plan.frames.demand, plan.cands.pairs
+    arcs = np.asarray([a.arc for a in allocations], dtype=np.int64)
+    assigned = np.bincount(p.d[arcs], weights=[a.amount for a in allocations],
+                           minlength=len(demand))
+    still_open = demand.open_qty - assigned > 1e-6
+    if plan.solution.status is not Status.OPTIMAL:
+        return int(still_open.sum())
+    unplaced = list(unplaced_arcs(plan.cands, plan.solution, allocations))
+    worth = np.zeros(len(demand), dtype=np.bool_) if plan.cands.cut is None else \
+        plan.cands.cut.copy()
+    worth[p.d[unplaced]] = True
+    return int((still_open & worth).sum())
 
 
 def run_batch(store: Store, shard: str, config: MatchingConfig, now: datetime) -> BatchReport:

@@ -195,7 +195,7 @@ def _with_pairs(cands: Candidates, extra_d: np.ndarray, extra_s: np.ndarray,
     terms = term_values(pairs, context)
     score = terms @ weights if len(pairs) else np.zeros(0)
     return Candidates(pairs=pairs, terms=terms, score=score, joined=cands.joined,
-                      failed=cands.failed)
+                      failed=cands.failed, cut=cands.cut)
 
 
 def _pair_index(cands: Candidates) -> dict[tuple[int, int], int]:
