@@ -41,6 +41,7 @@ async def test_a_partner_publishes_goods_from_a_phone_and_sees_the_match(
         key = issue_key(store, "p-aixin", at=f.DAY)
     partner = f.partner("p-aixin")
     partner["payload"]["name"] = PARTNER_NAME
+    partner["payload"]["default_reach"] = {"mode": "delivery", "km": 8}
     registry = [named(e) for e in f.hierarchy()] + [partner]
     base = f"http://{settings.http_host}:{settings.http_port}"
 
@@ -85,6 +86,8 @@ async def test_a_partner_publishes_goods_from_a_phone_and_sees_the_match(
         await page.reload()
         offers = await page.locator("[data-testid=offers]").inner_text()
         assert "物资" in offers and "p-aixin-goods-" in offers
+        # The form's offer says nothing of its reach: the partner's default applies, and says so.
+        assert "8 公里内送达（您的默认设置）" in offers
         matches = await page.locator("[data-testid=proposals]").inner_text()
         assert "五福社区第5网格" in matches and "5 公斤" in matches
         await fits(page, PHONE["width"])

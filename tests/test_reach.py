@@ -32,9 +32,11 @@ from matcher.domain.reach import (
 from matcher.domain.scoring import ScoringContext, Weights
 from matcher.services.engine import MatchingEngine
 from matcher.services.matching import read_live_inputs
+from matcher.services.partner_door import OfferReach, partner_overview
 from matcher.simulator import build_district
 from matcher.storage.database import MIGRATIONS, open_engine
 from matcher.storage.store import unit_of_work
+from matcher.web.partner_api import overview_json
 from schemas.common import Reach, ReachMode
 from schemas.topics import Topics
 from tests import factories as f
@@ -327,3 +329,32 @@ def test_the_partners_command_reads_a_reach_or_says_what_it_takes() -> None:
     assert describe_reach(parse_reach("pickup:3")) == "pickup within 3 km"
     with pytest.raises(ValueError, match="use delivery:KM, pickup:KM or district"):
         parse_reach("teleport")
+
+
+def test_a_partner_sees_how_far_each_of_its_offers_reaches_and_whose_setting_it_is(
+        db: Engine) -> None:
+    engine = MatchingEngine(db=db, topics=TOPICS)
+    events = f.hierarchy()
+    events[5]["payload"]["default_reach"] = EVERYWHERE  # workstation B: district-wide
+    delivering = f.partner("p1", home=f.WS, kind="merchant")
+    delivering["payload"]["default_reach"] = DELIVER_15
+    for event in (*events, delivering, f.partner("p2", home=f.WS_B, kind="merchant")):
+        engine.ingest(f.parse(event), topic="test")
+    own = f.goods_offer("g-own", "p1")
+    own["payload"]["reach"] = {"mode": "pickup", "km": 3}
+    for offer in (own, f.goods_offer("g-default", "p1"),
+                  f.goods_offer("g-node", "p2", node_id=f.STUDIO_B),
+                  f.service_offer("s-rule", "p2", node_id=f.WS)):
+        engine.ingest(f.parse(offer), topic="test")
+    with unit_of_work(db) as store:
+        first, second = partner_overview(store, "p1"), partner_overview(store, "p2")
+    assert first.default_reach == DELIVER_15 and second.default_reach is None
+    assert first.reaches == {"g-own": OfferReach("pickup", 3.0, "offer"),
+                             "g-default": OfferReach("delivery", 15.0, "partner")}
+    assert second.reaches["g-node"] == OfferReach("district", None, "node")
+    # Nothing said anywhere: the engine's old rule (a service without a place of its own
+    # reaches its workstation's street).
+    assert second.reaches["s-rule"].set_by == "rule"
+    offers = {o["offer_id"]: o["reach"] for o in overview_json(first)["offers"]}
+    assert offers["g-default"] == {"mode": "delivery", "km": 15.0, "set_by": "partner"}
+    assert overview_json(first)["default_reach"] == DELIVER_15

@@ -102,14 +102,28 @@ def volunteer_reach(payload: Mapping[str, Any], has_home: bool) -> ResolvedReach
     return ResolvedReach(TRAVEL, float(payload["travel_radius_km"]))
 
 
+# Who said how far an offer reaches (`reach_and_source`).
+SAID_BY_OFFER, SAID_BY_PARTNER, SAID_BY_NODE, SAID_BY_RULE = "offer", "partner", "node", "rule"
+
+
 def resolve_reach(payload: Mapping[str, Any], *, has_own_place: bool,
                   nodes: Mapping[str, Any], defaults: ReachDefaults) -> ResolvedReach:
     """An offer's reach: its own word, else its partner's, else its nearest node's, else the
     old rule."""
+    return reach_and_source(payload, has_own_place=has_own_place, nodes=nodes,
+                            defaults=defaults)[0]
+
+
+def reach_and_source(payload: Mapping[str, Any], *, has_own_place: bool,
+                     nodes: Mapping[str, Any], defaults: ReachDefaults
+                     ) -> tuple[ResolvedReach, str]:
+    """An offer's reach and who said it (a volunteer's radius is the offer's own word), so a
+    partner can see which default their offers follow."""
     if payload["kind"] == "volunteer":
-        return volunteer_reach(payload, has_own_place)
-    reach = (offer_reach(payload) or partner_reach(payload["partner_id"], defaults)
-             or node_reach(payload["node_id"], nodes))
-    if reach is None:
-        return old_rule(payload, has_own_place, defaults.service_travel_km)
-    return stated(reach)
+        return volunteer_reach(payload, has_own_place), SAID_BY_OFFER
+    for source, reach in ((SAID_BY_OFFER, offer_reach(payload)),
+                          (SAID_BY_PARTNER, partner_reach(payload["partner_id"], defaults)),
+                          (SAID_BY_NODE, node_reach(payload["node_id"], nodes))):
+        if reach:
+            return stated(reach), source
+    return old_rule(payload, has_own_place, defaults.service_travel_km), SAID_BY_RULE

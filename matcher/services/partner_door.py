@@ -10,15 +10,17 @@ like any other record there: the same identity check, ownership checks and dead 
 from __future__ import annotations
 
 import json
+import math
 import secrets
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import TypeAdapter
 
 from matcher.domain.errors import NotOwner
+from matcher.domain.reach import SERVICE_TRAVEL_KM, ReachDefaults, reach_and_source
 from matcher.services.coordinators import token_hash
 from matcher.storage.coordination import CoordinationStore
 from matcher.storage.store import OfferRow, ProposalRow, Store
@@ -55,6 +57,17 @@ class PartnerOverview:
     home_node_id: str | None
     offers: list[OfferRow]
     proposals: list[ProposalRow]
+    default_reach: dict[str, Any] | None = None  # the partner's own, as registered
+    reaches: dict[str, OfferReach] = field(default_factory=dict)  # per offer id
+
+
+@dataclass(frozen=True)
+class OfferReach:
+    """How far an offer reaches as matching reads it, and who said so."""
+
+    mode: str  # pickup, delivery, district, workstation (its street) or travel (volunteers)
+    km: float | None  # None: the whole district, or the workstation's street
+    set_by: str  # offer, partner, node (the nearest node's default) or rule (none said)
 
 
 # --- credentials ---------------------------------------------------------------------------
@@ -139,10 +152,37 @@ def fulfilment_event(topics: Topics, partner_id: str, payload: dict[str, Any],
 # --- what the partner sees -------------------------------------------------------------------
 
 
-def partner_overview(store: Store, partner_id: str, *, limit: int = 100) -> PartnerOverview:
-    """The partner's own offers and the proposals made of them, newest first."""
+def partner_overview(store: Store, partner_id: str, *, limit: int = 100,
+                     service_travel_km: float = SERVICE_TRAVEL_KM) -> PartnerOverview:
+    """The partner's own offers, how far each reaches, and the proposals made of them, newest
+    first."""
+    offers = store.partner_offers(partner_id, limit=limit)
+    default = store.partner_reaches().get(partner_id)
     return PartnerOverview(partner_id=partner_id,
                            name=store.partner_name(partner_id) or partner_id,
                            home_node_id=store.partner_home(partner_id),
-                           offers=store.partner_offers(partner_id, limit=limit),
-                           proposals=store.partner_proposals(partner_id, limit=limit))
+                           offers=offers,
+                           proposals=store.partner_proposals(partner_id, limit=limit),
+                           default_reach=default,
+                           reaches=offer_reaches(store, offers, default, service_travel_km))
+
+
+def offer_reaches(store: Store, offers: list[OfferRow], default: dict[str, Any] | None,
+                  service_travel_km: float) -> dict[str, OfferReach]:
+    """Each offer's reach by the rules matching uses (`resolve_reach`)."""
+    if not offers:
+        return {}
+    nodes = {node.node_id: node for node in store.all_nodes()}
+    defaults = ReachDefaults(partners={offers[0].partner_id: default} if default else {},
+                             service_travel_km=service_travel_km)
+    out: dict[str, OfferReach] = {}
+    for offer in offers:
+        payload = offer.payload
+        place = payload.get("home") or payload.get("pickup") or payload.get("place")
+        reach, said_by = reach_and_source(payload, has_own_place=place is not None,
+                                          nodes=nodes, defaults=defaults)
+        out[offer.offer_id] = OfferReach(mode=reach.mode,
+                                         km=reach.radius_km if math.isfinite(reach.radius_km)
+                                         else None,
+                                         set_by=said_by)
+    return out

@@ -38,7 +38,7 @@ from matcher.web.charts import bar_chart
 from matcher.web.explain import plain_sentence, refusal_words, runner_up_words, unmatched_words
 from matcher.web.i18n import N_
 from matcher.web.i18n import gettext as _
-from matcher.web.words import word
+from matcher.web.words import reach_words, word
 from schemas.matches import Decision
 from schemas.offers import OfferKind
 
@@ -50,6 +50,7 @@ TEMPLATES.env.install_gettext_callables(  # type: ignore[attr-defined]
 TEMPLATES.env.filters.update(
     dt=i18n.local_datetime, dt_short=lambda v: i18n.local_datetime(v, short=True),
     iso=i18n.iso_local, num=i18n.number, pct=i18n.percent, duration=i18n.duration, word=word,
+    reach=reach_words,
 )
 TEMPLATES.env.globals.update(zone_label=i18n.zone_label, html_lang=i18n.html_lang,
                              current_locale=i18n.current_locale)

@@ -145,7 +145,9 @@ async def report_fulfilment(request: Request, partner: Partner,
 def overview(request: Request, partner: Partner) -> dict[str, Any]:
     """Your offers and the proposals made of them (pending, approved, rejected, fulfilled)."""
     with unit_of_work(desk_of(request).engine.db) as store:
-        seen = partner_door.partner_overview(store, partner, limit=MAX_SHOWN)
+        seen = partner_door.partner_overview(
+            store, partner, limit=MAX_SHOWN,
+            service_travel_km=desk_of(request).settings.service_travel_km)
     return overview_json(seen)
 
 
@@ -158,12 +160,22 @@ async def refusals(request: Request, partner: Partner) -> list[dict[str, Any]]:
     return await read(partner, MAX_SHOWN)
 
 
+def _reach_json(reach: partner_door.OfferReach | None) -> dict[str, Any] | None:
+    """How far an offer reaches: mode, km (null: district-wide or its workstation's street)
+    and who set it (offer, partner, node or rule)."""
+    if reach is None:
+        return None
+    return {"mode": reach.mode, "km": reach.km, "set_by": reach.set_by}
+
+
 def overview_json(seen: PartnerOverview) -> dict[str, Any]:
     """The overview as JSON: nothing about beneficiaries beyond the case's grid."""
     return {
         "partner_id": seen.partner_id,
+        "default_reach": seen.default_reach,
         "offers": [{"offer_id": o.offer_id, "kind": o.kind, "version": o.version,
-                    "status": o.status} for o in seen.offers],
+                    "status": o.status, "reach": _reach_json(seen.reaches.get(o.offer_id))}
+                   for o in seen.offers],
         "proposals": [{"proposal_id": p.proposal_id, "offer_id": p.offer_id,
                        "status": p.status, "amount": p.amount, "unit": p.unit,
                        "grid_id": p.grid_id, "created_at": p.created_at.isoformat(),

@@ -68,7 +68,9 @@ async def home(request: Request) -> Response:
     if partner is None:
         return _see_other("/partner/sign-in")
     with unit_of_work(desk_of(request).engine.db) as store:
-        seen = partner_door.partner_overview(store, partner, limit=MAX_SHOWN)
+        seen = partner_door.partner_overview(
+            store, partner, limit=MAX_SHOWN,
+            service_travel_km=desk_of(request).settings.service_travel_km)
         names = oversight.node_names(store)
     read: Refusals | None = getattr(request.app.state, "partner_refusals", None)
     refusals = await read(partner, 20) if read is not None else []

@@ -6,7 +6,9 @@ gives it in the reader's language, and falls back to the code made readable.
 
 from __future__ import annotations
 
-from matcher.web.i18n import N_, gettext
+from typing import Any
+
+from matcher.web.i18n import N_, gettext, number
 
 KINDS = {"volunteer": N_("volunteer"), "goods": N_("goods"), "service": N_("service")}
 STATUSES = {
@@ -125,6 +127,30 @@ TABLES: dict[str, dict[str, str]] = {
     "change": CHANGES, "trigger": TRIGGERS, "change_reason": CHANGE_REASONS, "event": EVENTS,
     "wait": WAIT_BUCKETS, "taken_by": TAKEN_BY,
 }
+
+
+# How far an offer reaches, by mode; %(km)s is the radius.
+REACH_MODES = {
+    "pickup": N_("collected within %(km)s km"), "delivery": N_("delivered within %(km)s km"),
+    "district": N_("anywhere in the district"),
+    "workstation": N_("within its workstation's area"),
+    "travel": N_("the volunteer travels up to %(km)s km"),
+}
+REACH_SET_BY = {
+    "offer": N_("set on the offer"), "partner": N_("your default"),
+    "node": N_("default of its area"), "rule": N_("engine default: nothing set"),
+}
+
+
+def reach_words(reach: Any) -> str:
+    """An offer's reach as a partner reads it: how far, and whose setting it is."""
+    if reach is None:
+        return ""
+    mode = REACH_MODES.get(reach.mode)
+    km = number(reach.km) if reach.km is not None else ""
+    how = gettext(mode) % {"km": km} if mode else reach.mode
+    by = REACH_SET_BY.get(reach.set_by)
+    return gettext("%(how)s (%(by)s)") % {"how": how, "by": gettext(by) if by else reach.set_by}
 
 
 def word(code: str | None, table: str) -> str:
