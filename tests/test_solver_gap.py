@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from matcher.solver import Status, relaxation_bound, solve, violations
-from matcher.solver.gap import KNOWN_OPTIMA, GapInstance, load_gap, read_gap_file
-
-GAP_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "benchmarks" / "gap"
-# Generous: proving optimality takes about 8 s on 2 quiet cores, and CI shares its machine.
-TIME_LIMIT_S = 90.0
-
-pytestmark = pytest.mark.skipif(
-    not GAP_DIR.is_dir(),
-    reason=f"shared GAP instances not found at {GAP_DIR.resolve()} (../shared next to the repo)",
+from matcher.solver.gap import (
+    KNOWN_OPTIMA,
+    GapInstance,
+    default_gap_folder,
+    load_gap,
+    read_gap_file,
 )
 
+GAP_DIR = default_gap_folder()
+# Generous: proving optimality takes about 8 s on 2 quiet cores, and CI shares its machine.
+TIME_LIMIT_S = 90.0
 
 def instance(file: str, number: int) -> GapInstance:
     """The number-th (1-based) instance of a GAP file."""

@@ -122,10 +122,12 @@ def read_gap_file(path: Path, *, maximise: bool | None = None) -> list[GapInstan
 
 
 def load_gap(file: str, folder: Path | None = None) -> list[GapInstance]:
-    """Instances of one named file ("gap1", "gapa", ...) from `folder` (default: shared)."""
+    """Instances of one named file ("gap1", "gapa", ...) from `folder` (default: the
+    repository's copy)."""
     return read_gap_file((folder or default_gap_folder()) / f"{file}.txt")
 
 
 def default_gap_folder() -> Path:
-    """The shared benchmark folder next to the repository: <repo>/../shared/benchmarks/gap."""
-    return Path(__file__).resolve().parents[2].parent / "shared" / "benchmarks" / "gap"
+    """The instances kept with the repository (<repo>/benchmarks/gap), so a clean clone proves
+    the optima too."""
+    return Path(__file__).resolve().parents[2] / "benchmarks" / "gap"
