@@ -325,6 +325,34 @@ def test_removing_a_slot_keeps_the_matches_of_the_slots_after_it(db: Engine) -> 
         assert store.held_by_offer() == {("physio", 0): 1.0, ("physio", 1): 1.0}
 
 
+def test_a_removed_slot_that_has_begun_is_not_counted_against_the_slot_that_took_its_place(
+        db: Engine) -> None:
+    engine = engine_at(db)
+    service = f.service_offer("physio", "p1", places=1, start=10, end=11)
+    service["payload"]["slots"].append({"window": {"start": f.at(12), "end": f.at(13)},
+                                        "places": 1})
+    feed(engine, service, *(f.case(f"c{h}", items=[f.item(
+        kind="service", need="physiotherapy", unit="sessions", quantity=1, start=h,
+        end=h + 1)]) for h in (10, 12)))
+    engine.match_shard(f.CENTRE)
+    with unit_of_work(db) as store:
+        for p in store.proposals_where(proposals.c.status == "proposed"):
+            store.set_proposal_status(p.proposal_id, ProposalStatus.APPROVED, at=NIGHT, by="c")
+    assert dict(_slots_held(db)) == {"c10": 0, "c12": 1}
+    # At 10:30 the partner drops the session that is under way from its list: it has begun,
+    # so it stays, and the 12:00 session's match must not give way to it.
+    payload = dict(service["payload"], version=2, slots=service["payload"]["slots"][1:])
+    update = f.envelope("offer.updated", "p1", payload)
+    update["occurred_at"] = f.at(10.5)
+    feed(engine, update)
+    assert events(db, "match.released") == [] and events(db, "match.revoked") == []
+    held_now = dict(_slots_held(db))
+    assert held_now["c12"] == 0, "the 12:00 match follows its slot"
+    assert held_now["c10"] != 0, "the begun match no longer points at a slot of the list"
+    with unit_of_work(db) as store:
+        assert store.held_by_offer(now=datetime.fromisoformat(f.at(10.5)))[("physio", 0)] == 1.0
+
+
 def _slots_held(db: Engine) -> list[tuple[str, int]]:
     with unit_of_work(db) as store:
         return [(p.case_id, p.slot) for p in store.holding_for_offer("physio")]
@@ -334,12 +362,12 @@ def test_slots_are_followed_by_their_window_not_their_place() -> None:
     def offer(*hours: int) -> dict[str, object]:
         return {"slots": [{"window": {"start": f.at(h), "end": f.at(h + 1)}, "places": 1}
                           for h in hours]}
-    assert slot_moves(offer(10, 12, 14), offer(12, 14)) == {1: 0, 2: 1}
+    assert slot_moves(offer(10, 12, 14), offer(12, 14)) == {0: None, 1: 0, 2: 1}
     assert slot_moves(offer(10, 12), offer(10, 12, 14)) == {}
     assert slot_moves(offer(10, 12), offer(12, 10)) == {0: 1, 1: 0}
     # Two slots at one time keep their order; the same moment written in UTC is the same.
-    assert slot_moves(offer(10, 10, 12), offer(9, 10, 10)) == {0: 1, 1: 2}
+    assert slot_moves(offer(10, 10, 12), offer(9, 10, 10)) == {0: 1, 1: 2, 2: None}
     utc = {"slots": [{"window": {
         "start": datetime.fromisoformat(f.at(12)).astimezone(UTC).isoformat(),
         "end": datetime.fromisoformat(f.at(13)).astimezone(UTC).isoformat()}, "places": 1}]}
-    assert slot_moves(offer(10, 12), utc) == {1: 0}
+    assert slot_moves(offer(10, 12), utc) == {0: None, 1: 0}

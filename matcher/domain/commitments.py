@@ -41,9 +41,11 @@ def only_capacity_changed(old: Mapping[str, Any], new: Mapping[str, Any]) -> boo
     return _same_except(old, new, ignored)
 
 
-def slot_moves(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[int, int]:
+def slot_moves(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[int, int | None]:
     """Old slot index -> new index, for the slots a service update keeps (same start and end)
-    at another place in the list, e.g. after a slot before them was removed."""
+    at another place in the list, e.g. after a slot before them was removed; -> None for the
+    slots it removes, so that nothing held on them counts against the slot now at their
+    place."""
     def windows(payload: Mapping[str, Any]) -> list[tuple[datetime, datetime]]:
         return [(datetime.fromisoformat(slot["window"]["start"]),
                  datetime.fromisoformat(slot["window"]["end"]))
@@ -51,13 +53,15 @@ def slot_moves(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[int, int]
     places: dict[tuple[datetime, datetime], list[int]] = {}
     for index, window in enumerate(windows(new)):
         places.setdefault(window, []).append(index)
-    moves: dict[int, int] = {}
+    moves: dict[int, int | None] = {}
     for index, window in enumerate(windows(old)):
         # Two slots with one window are told apart by their order.
         if places.get(window):
             moved_to = places[window].pop(0)
             if moved_to != index:
                 moves[index] = moved_to
+        else:
+            moves[index] = None
     return moves
 
 

@@ -573,8 +573,9 @@ class Store:
                                     proposals.c.status.in_([s.value for s in HOLDING]),
                                     proposals.c.window_end > since)
 
-    def move_slots(self, offer_id: str, moves: Mapping[int, int]) -> None:
-        """Renumber the slots the offer's proposals refer to (old index -> new), all at once."""
+    def move_slots(self, offer_id: str, moves: Mapping[int, int | None]) -> None:
+        """Renumber the slots the offer's proposals refer to (old index -> new), all at once;
+        -> None: the slot is gone (what began on it stays, on no slot of the list)."""
         if moves:
             self.conn.execute(update(proposals).where(
                 proposals.c.offer_id == offer_id, proposals.c.slot.in_(list(moves))).values(
