@@ -559,9 +559,36 @@ def test_json_round_trip_keeps_the_problem() -> None:
     assert json.loads(dump_solution(second, again)) == solution_to_dict(first, problem)
 
 
+def test_json_groups_share_capacity_across_offers() -> None:
+    # One volunteer with two offers of 3 hours each, but 4 hours a week in all.
+    week = {
+        "needs": [{"id": "visit-a", "demand": 3}, {"id": "visit-b", "demand": 3}],
+        "offers": [{"id": "mon", "capacity": 3}, {"id": "thu", "capacity": 3}],
+        "arcs": [{"need": "visit-a", "offer": "mon", "utility": 2},
+                 {"need": "visit-b", "offer": "thu", "utility": 1}],
+        "groups": [{"id": "volunteer-7", "capacity": 4, "offers": ["mon", "thu"]}],
+    }
+    problem = problem_from_dict(week)
+    assert problem.offer_group is not None and problem.offer_group.tolist() == [0, 0]
+    out = solution_to_dict(solve(problem), problem)
+    assert sum(a["amount"] for a in out["assignments"]) == 4
+    assert out["objective"] == pytest.approx(3 * 2 + 1 * 1)
+    without = problem_from_dict({k: v for k, v in week.items() if k != "groups"})
+    assert solution_to_dict(solve(without), without)["objective"] == pytest.approx(9)
+    again = problem_from_dict(problem_to_dict(problem))
+    assert problem_to_dict(again)["groups"] == [{"id": "g0", "capacity": 4,
+                                                 "offers": ["mon", "thu"]}]
+
+
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [
+        (lambda d: d.update(groups=[{"id": "g", "capacity": 1, "offers": ["ghost"]}]),
+         r"groups\[0\].offers\[0\]: unknown offer id 'ghost'"),
+        (lambda d: d.update(groups=[{"id": "g", "capacity": 1, "offers": ["o1"]},
+                                    {"id": "h", "capacity": 1, "offers": ["o1"]}]),
+         "already in a group"),
+        (lambda d: d.update(groups=[{"id": "g", "offers": ["o1"]}]), "missing 'capacity'"),
         (lambda d: d["arcs"][0].update(need="ghost"), "unknown need id 'ghost'"),
         (lambda d: d["arcs"][0].update(offer="ghost"), "unknown offer id 'ghost'"),
         (lambda d: d["needs"].append({"id": "n1"}), "duplicate need id 'n1'"),

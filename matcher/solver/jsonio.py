@@ -3,7 +3,9 @@
 Problem: {"needs": [{"id", "demand"=1, "splittable"=true, "required"=false}],
 "offers": [{"id", "capacity"}], "arcs": [{"need", "offer", "utility", "use"=1, "pinned"?,
 "previous"?, "capacity"? (most this arc may carry)}], "change_penalty"=0,
-"conflicts"=[[[need, offer], ...], ...], "time_limit_s"=10, "workers"=2}.
+"conflicts"=[[[need, offer], ...], ...], "groups"=[{"id", "capacity", "offers": [offer ids]}]
+(offers that together give at most the group's capacity, e.g. one volunteer's week across
+their offers; an offer is in at most one group), "time_limit_s"=10, "workers"=2}.
 Solution: {"status", "objective", "bound", "method", "assignments": [{"need", "offer",
 "amount"}]}; an unknown objective or bound is null.
 """
@@ -72,6 +74,8 @@ def problem_from_dict(data: Any) -> Problem:
         _conflict(group, arc_index, f"conflicts[{g}]")
         for g, group in enumerate(_list(data, "conflicts", "problem", required=False))
     ]
+    offer_group, group_capacity = _groups(_list(data, "groups", "problem", required=False),
+                                          offer_index)
     problem = Problem(
         need_ids=need_ids,
         demand=np.array(
@@ -106,6 +110,8 @@ def problem_from_dict(data: Any) -> Problem:
         time_limit_s=_number(data, "time_limit_s", "problem", 10.0),
         workers=_int(data, "workers", 2, "problem"),
         arc_capacity=_arc_caps(arcs) if has_caps else None,
+        offer_group=offer_group,
+        group_capacity=group_capacity,
     )
     problem.validate()
     return problem
@@ -135,7 +141,7 @@ def problem_to_dict(problem: Problem) -> dict[str, Any]:
         [need_ids[i], offer_ids[j]]
         for i, j in zip(problem.arc_need.tolist(), problem.arc_offer.tolist(), strict=True)
     ]
-    return {
+    out: dict[str, Any] = {
         "needs": [
             {"id": nid, "demand": int(d), "splittable": bool(s), "required": bool(r)}
             for nid, d, s, r in zip(
@@ -156,6 +162,15 @@ def problem_to_dict(problem: Problem) -> dict[str, Any]:
         "time_limit_s": float(problem.time_limit_s),
         "workers": int(problem.workers),
     }
+    if problem.offer_group is not None and problem.group_capacity is not None:
+        members: list[list[str]] = [[] for _ in problem.group_capacity.tolist()]
+        for offer_id, group in zip(offer_ids, problem.offer_group.tolist(), strict=True):
+            if group >= 0:
+                members[group].append(offer_id)
+        out["groups"] = [{"id": f"g{g}", "capacity": int(capacity), "offers": offers}
+                         for g, (capacity, offers) in enumerate(
+                             zip(problem.group_capacity.tolist(), members, strict=True))]
+    return out
 
 
 def solution_to_dict(solution: Solution, problem: Problem) -> dict[str, Any]:
@@ -268,6 +283,29 @@ def _conflict(group: Any, arc_index: dict[tuple[str, str], int], where: str) -> 
             raise ValueError(f"{where}[{p}]: no arc {pair[0]!r} -> {pair[1]!r}")
         out.append(arc_index[key])
     return np.array(out, dtype=np.int64)
+
+
+def _groups(groups: list[Any], offer_index: dict[str, int]
+            ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Shared-capacity groups as the problem holds them: a group per offer (-1: none) and a
+    capacity per group; (None, None) without groups."""
+    if not groups:
+        return None, None
+    offer_group = np.full(len(offer_index), -1, dtype=np.int64)
+    capacity = []
+    _index([_id(group, f"groups[{g}]") for g, group in enumerate(groups)], "group")
+    for g, group in enumerate(groups):
+        where = f"groups[{g}]"
+        capacity.append(_int(group, "capacity", None, where))
+        members = _field(group, "offers", list, where)
+        for m, offer in enumerate(members):
+            if not isinstance(offer, str) or offer not in offer_index:
+                raise ValueError(f"{where}.offers[{m}]: unknown offer id {offer!r}")
+            if offer_group[offer_index[offer]] >= 0:
+                raise ValueError(f"{where}.offers[{m}]: offer {offer!r} is already in a group "
+                                 "(an offer is in at most one)")
+            offer_group[offer_index[offer]] = g
+    return offer_group, np.array(capacity, dtype=np.int64)
 
 
 def _all_str(items: list[Any]) -> bool:
