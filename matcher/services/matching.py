@@ -526,9 +526,7 @@ def record_unmatched(store: Store, items: Sequence[Mapping[str, Any]],
     p = cands.pairs
     competing = competing_urgency(cands, allocations).tolist()
     earlier = held_earlier(cands).tolist()
-    arcs = np.asarray([a.arc for a in allocations], dtype=np.int64)
-    assigned = np.bincount(p.d[arcs], weights=[a.amount for a in allocations],
-                           minlength=len(demand))
+    assigned = assigned_per_row(cands, allocations)
     has_arcs = np.bincount(p.d, minlength=len(demand)) > 0
     open_after = demand.open_qty - assigned
     need_names = {code: name for name, code in vocab.needs.items()}
@@ -600,19 +598,22 @@ def record_batch(store: Store, plan: BatchPlan, *, check: bool = True) -> BatchR
 def more_to_find(plan: BatchPlan, allocations: Sequence[Allocation]) -> int:
     """How many items the batch leaves open that the same inputs, less what it proposed,
     could still serve. With every eligible offer among an item's candidates and a plan proven
-    optimal, another batch would find nothing new; the rest is worth one more look."""
-    demand, p = plan.frames.demand, plan.cands.pairs
-    arcs = np.asarray([a.arc for a in allocations], dtype=np.int64)
-    assigned = np.bincount(p.d[arcs], weights=[a.amount for a in allocations],
-                           minlength=len(demand))
-    still_open = demand.open_qty - assigned > 1e-6
-    if plan.solution.status is not Status.OPTIMAL:
+    optimal, another batch would find nothing new; the rest is worth one more look (all of
+    them when the candidates do not say which were cut)."""
+    demand, cands = plan.frames.demand, plan.cands
+    still_open = demand.open_qty - assigned_per_row(cands, allocations) > 1e-6
+    if plan.solution.status is not Status.OPTIMAL or cands.cut is None:
         return int(still_open.sum())
-    unplaced = list(unplaced_arcs(plan.cands, plan.solution, allocations))
-    worth = np.zeros(len(demand), dtype=np.bool_) if plan.cands.cut is None else \
-        plan.cands.cut.copy()
-    worth[p.d[unplaced]] = True
+    worth = cands.cut.copy()
+    worth[cands.pairs.d[list(unplaced_arcs(cands, plan.solution, allocations))]] = True
     return int((still_open & worth).sum())
+
+
+def assigned_per_row(cands: Candidates, allocations: Sequence[Allocation]) -> np.ndarray:
+    """What the allocations serve per demand row."""
+    arcs = np.asarray([a.arc for a in allocations], dtype=np.int64)
+    return np.bincount(cands.pairs.d[arcs], weights=[a.amount for a in allocations],
+                       minlength=len(cands.pairs.demand))
 
 
 def run_batch(store: Store, shard: str, config: MatchingConfig, now: datetime) -> BatchReport:
