@@ -30,8 +30,8 @@ async def end_offsets(access: KafkaAccess, topics: Sequence[str]) -> dict[TopicP
     if not partitions:
         return {}
     consumer = AIOKafkaConsumer(**access.aiokafka(), enable_auto_commit=False)
-    await consumer.start()
     try:
+        await consumer.start()
         return dict(await consumer.end_offsets(partitions))
     finally:
         await consumer.stop()

@@ -47,8 +47,8 @@ class PartnerDoorKafka:
             return []
         consumer = AIOKafkaConsumer(**self.access.aiokafka(), group_id=None,
                                     enable_auto_commit=False)
-        await consumer.start()
         try:
+            await consumer.start()
             consumer.assign(partitions)
             ends = await consumer.end_offsets(partitions)
             starts = await consumer.beginning_offsets(partitions)

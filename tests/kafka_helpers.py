@@ -70,10 +70,10 @@ async def read_until(bootstrap: str, topic: str,
     consumer = AIOKafkaConsumer(topic, **client(bootstrap).aiokafka(),
                                 auto_offset_reset="earliest", enable_auto_commit=False,
                                 group_id=None)
-    await consumer.start()
     records: list[ConsumerRecord[bytes, bytes]] = []
     deadline = time.monotonic() + timeout_s
     try:
+        await consumer.start()
         while not done(records):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{topic}: condition not met; read {len(records)} records")
