@@ -18,7 +18,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from matcher.domain.kinds import SOLVER_SCALE, Kind  # noqa: F401  (SOLVER_SCALE: re-exported)
-from matcher.domain.reach import SERVICE_TRAVEL_KM, ReachDefaults, resolve_reach
+from matcher.domain.reach import SERVICE_TRAVEL_KM, ReachDefaults, offer_place, resolve_reach
 
 GROUP_CODES = {
     "elderly_alone": 0, "elderly": 1, "disabled": 2, "low_income": 3,
@@ -343,7 +343,7 @@ def build_supply(offers: Sequence[Mapping[str, Any]],
         (ws, st, gr), node_point = places[node_id]
         kind = payload["kind"]
         is_volunteer = kind == "volunteer"
-        location = payload.get("home") or payload.get("pickup") or payload.get("place")
+        location = offer_place(payload)
         lat, lon = (location["lat"], location["lon"]) if location else node_point
         reaches = resolve_reach(payload, has_own_place=location is not None, nodes=nodes,
                                 defaults=reach)

@@ -53,6 +53,12 @@ class ResolvedReach:
         return MODE_CODES[self.mode]
 
 
+def offer_place(payload: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """Where an offer is: a volunteer's home, a lot's pickup point, a service's place (None:
+    only its node's point is known)."""
+    return payload.get("home") or payload.get("pickup") or payload.get("place") or None
+
+
 def offer_reach(payload: Mapping[str, Any]) -> Mapping[str, Any] | None:
     """An offer says how it reaches people."""
     reach = payload.get("reach")

@@ -20,7 +20,12 @@ from typing import Any, Literal
 from pydantic import TypeAdapter
 
 from matcher.domain.errors import NotOwner
-from matcher.domain.reach import SERVICE_TRAVEL_KM, ReachDefaults, reach_and_source
+from matcher.domain.reach import (
+    SERVICE_TRAVEL_KM,
+    ReachDefaults,
+    offer_place,
+    reach_and_source,
+)
 from matcher.services.coordinators import token_hash
 from matcher.storage.coordination import CoordinationStore
 from matcher.storage.store import OfferRow, ProposalRow, Store
@@ -178,8 +183,7 @@ def offer_reaches(store: Store, offers: list[OfferRow], default: dict[str, Any] 
     out: dict[str, OfferReach] = {}
     for offer in offers:
         payload = offer.payload
-        place = payload.get("home") or payload.get("pickup") or payload.get("place")
-        reach, said_by = reach_and_source(payload, has_own_place=place is not None,
+        reach, said_by = reach_and_source(payload, has_own_place=offer_place(payload) is not None,
                                           nodes=nodes, defaults=defaults)
         out[offer.offer_id] = OfferReach(mode=reach.mode,
                                          km=reach.radius_km if math.isfinite(reach.radius_km)
