@@ -64,7 +64,7 @@ from matcher.domain.weeks import (
 from matcher.services.outbound import envelope_json, event_ids, outbox_row
 from matcher.settings import Settings
 from matcher.solver import Problem, Solution, Status, solve
-from matcher.storage.store import LiveRows, NodeRow, OfferRow, Store
+from matcher.storage.store import LiveRows, NodeRow, OfferRow, Store, hours_given
 from schemas.matches import ProposalStatus
 from schemas.topics import Topics
 
@@ -156,16 +156,18 @@ def read_live_inputs(store: Store, shard: str, now: datetime,
     again."""
     this_week = week_start(week_of(now, timezone), timezone)
     offers = store.active_offers(shard, now=now, cache=cache)
+    given = store.given_visits(since=this_week)
+    served, excluded = store.served_and_excluded(shard, now=now)
     # The limits live offers state are read from them when frames are built; only the other
     # offers giving this week's hours are read for theirs.
-    elsewhere = store.given_offers(since=this_week) - {offer.offer_id for offer in offers}
+    elsewhere = {visit.offer_id for visit in given} - {offer.offer_id for offer in offers}
     return LiveInputs(
         shard=shard, now=now, nodes={node.node_id: node for node in store.all_nodes()},
         items=store.live_items(shard, now=now, cache=cache), offers=offers,
-        served=store.served_by_item(shard, now=now), held=store.held_by_offer(shard, now=now),
+        served=served, held=store.held_by_offer(shard, now=now),
         busy=store.promised_visits(now=now), history=store.volunteer_history(shard, now=now),
-        excluded=store.excluded_pairs(shard, now=now),
-        given=hours_by_week(store.given_hours(since=this_week), timezone), timezone=timezone,
+        excluded=excluded,
+        given=hours_by_week(hours_given(given), timezone), timezone=timezone,
         limits=stated_limits(store.stated_limits_of(elsewhere)),
         reach=ReachDefaults(partners=store.partner_reaches(),
                             service_travel_km=service_travel_km),
@@ -390,8 +392,8 @@ class _WeeklyCheck:
         ids = [names[c] for c in codes]
         zone = plan.inputs.timezone
         since = week_start(week_of(plan.inputs.now, zone), zone)
-        given = hours_by_week(store.given_hours(since=since, volunteer_ids=ids), zone) \
-            if ids else {}
+        given = hours_by_week(hours_given(store.given_visits(since=since, volunteer_ids=ids)),
+                              zone) if ids else {}
         visits = store.promised_visits(now=plan.inputs.now, volunteer_ids=ids) if ids else {}
         return _WeeklyCheck(plan, names, volunteer_limits(supply, plan.frames.weeks.limits),
                             given, visits)

@@ -8,7 +8,7 @@ from typing import Any
 
 from matcher.domain.weeks import DEFAULT_ZONE, hours_by_week, stated_limits, week_of, week_start
 from matcher.services.matching import MatchingConfig
-from matcher.storage.store import HOLDING, NodeRow, OfferRow, ProposalRow, Store
+from matcher.storage.store import HOLDING, NodeRow, OfferRow, ProposalRow, Store, hours_given
 from matcher.storage.tables import proposals
 
 
@@ -47,6 +47,8 @@ def read_snapshot(store: Store, shard: str, now: datetime | None = None,
     `now`, also the hours volunteers give from this week on."""
     holding = store.proposals_where(proposals.c.shard == shard,
                                     proposals.c.status.in_([s.value for s in HOLDING]))
+    given = [] if now is None else store.given_visits(
+        since=week_start(week_of(now, timezone), timezone))
     offer_rows: dict[str, OfferRow] = {}
     for offer_id in sorted({p.offer_id for p in holding}):
         row = store.offer(offer_id)
@@ -57,10 +59,7 @@ def read_snapshot(store: Store, shard: str, now: datetime | None = None,
         nodes={node.node_id: node for node in store.all_nodes()}, holding=holding,
         offer_rows=offer_rows, excluded=store.excluded_pairs(shard),
         history=store.volunteer_history(), visits=store.holding_volunteer_visits(),
-        given=({} if now is None else hours_by_week(
-            store.given_hours(since=week_start(week_of(now, timezone), timezone)), timezone)),
-        timezone=timezone,
-        limits=({} if now is None else stated_limits(store.stated_limits_of(store.given_offers(
-            since=week_start(week_of(now, timezone), timezone))))),
+        given=hours_by_week(hours_given(given), timezone), timezone=timezone,
+        limits=stated_limits(store.stated_limits_of({visit.offer_id for visit in given})),
         partner_reach=store.partner_reaches(),
     )

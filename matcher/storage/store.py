@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from sqlalchemy import (
@@ -69,6 +69,21 @@ class OfferRow:
     status: str
     shard: str
     payload: dict[str, Any]
+
+
+class GivenVisit(NamedTuple):
+    """A volunteer visit that holds: whose, on which offer, when it starts (epoch seconds),
+    and how many hours it takes."""
+
+    volunteer_id: str
+    offer_id: str
+    start: float
+    hours: float
+
+
+def hours_given(visits: Iterable[GivenVisit]) -> list[tuple[str, float, float]]:
+    """(volunteer, start, hours) of each visit, as `weeks.hours_by_week` counts them."""
+    return [(visit.volunteer_id, visit.start, visit.hours) for visit in visits]
 
 
 @dataclass
@@ -614,33 +629,43 @@ class Store:
             query = query.where(proposals.c.shard == shard)
         return {(o, s): float(a) for o, s, a in self.conn.execute(query)}
 
-    def served_by_item(self, shard: str | None = None, *, now: datetime | None = None
-                       ) -> dict[tuple[str, str], float]:
-        """Demand served per (case, item) by holding proposals; with `now`, of the items
-        still matchable only."""
+    def served_by_item(self, shard: str | None = None) -> dict[tuple[str, str], float]:
+        """Demand served per (case, item) by holding proposals (of the shard's, if given)."""
         query = (
             select(proposals.c.case_id, proposals.c.item_id, func.sum(proposals.c.amount))
             .where(proposals.c.status.in_([s.value for s in HOLDING]))
             .group_by(proposals.c.case_id, proposals.c.item_id)
         )
-        if now is not None:
-            query = _of_live_items(query, shard, now)
-        elif shard is not None:
+        if shard is not None:
             query = query.where(proposals.c.shard == shard)
         return {(c, i): float(a) for c, i, a in self.conn.execute(query)}
 
-    def excluded_pairs(self, shard: str | None = None, *, now: datetime | None = None
-                       ) -> set[tuple[str, str, str]]:
-        """(case, item, offer) triples a coordinator turned down: never proposed again; with
-        `now`, only for items still matchable."""
+    def excluded_pairs(self, shard: str | None = None) -> set[tuple[str, str, str]]:
+        """(case, item, offer) triples a coordinator turned down: never proposed again."""
         query = select(proposals.c.case_id, proposals.c.item_id, proposals.c.offer_id).where(
             proposals.c.status == ProposalStatus.REJECTED.value
         )
-        if now is not None:
-            query = _of_live_items(query, shard, now)
-        elif shard is not None:
+        if shard is not None:
             query = query.where(proposals.c.shard == shard)
         return {(c, i, o) for c, i, o in self.conn.execute(query)}
+
+    def served_and_excluded(self, shard: str, *, now: datetime
+                            ) -> tuple[dict[tuple[str, str], float], set[tuple[str, str, str]]]:
+        """For the shard's items still matchable only, in one read: what holding proposals
+        serve per (case, item), and the (case, item, offer) triples turned down."""
+        served: dict[tuple[str, str], float] = {}
+        excluded: set[tuple[str, str, str]] = set()
+        rejected = ProposalStatus.REJECTED.value
+        query = _of_live_items(select(
+            proposals.c.case_id, proposals.c.item_id, proposals.c.offer_id, proposals.c.status,
+            proposals.c.amount).where(
+            proposals.c.status.in_([*(s.value for s in HOLDING), rejected])), shard, now)
+        for case_id, item_id, offer_id, status, amount in self.conn.execute(query):
+            if status == rejected:
+                excluded.add((case_id, item_id, offer_id))
+            else:
+                served[case_id, item_id] = served.get((case_id, item_id), 0.0) + float(amount)
+        return served, excluded
 
     # --- what a recorded batch checks has not moved under it ---------------------------------
 
@@ -710,23 +735,23 @@ class Store:
                 busy.setdefault(volunteer, []).append((start.timestamp(), end.timestamp()))
         return busy
 
-    def given_hours(self, *, since: datetime, volunteer_ids: Sequence[str] | None = None
-                    ) -> list[tuple[str, float, float]]:
-        """Volunteer visits that hold (proposed, approved or fulfilled) ending after `since`,
-        as (volunteer id, start in epoch seconds, hours): what a volunteer already gives in
-        the weeks from `since` on, on any offer and in any shard."""
-        query = select(proposals.c.volunteer_id, proposals.c.window_start,
+    def given_visits(self, *, since: datetime, volunteer_ids: Sequence[str] | None = None
+                     ) -> list[GivenVisit]:
+        """Volunteer visits that hold (proposed, approved or fulfilled) ending after `since`:
+        what a volunteer already gives in the weeks from `since` on, on any offer and in any
+        shard, and on which offers (whose stated weekly limits then count)."""
+        query = select(proposals.c.volunteer_id, proposals.c.offer_id, proposals.c.window_start,
                        proposals.c.amount).where(
             proposals.c.kind == "volunteer",
             proposals.c.status.in_([s.value for s in HOLDING]),
             proposals.c.volunteer_id.is_not(None), proposals.c.window_start.is_not(None),
             proposals.c.window_end > since)
-        if volunteer_ids is None:
-            return [(v, start.timestamp(), float(hours))
-                    for v, start, hours in self.conn.execute(query)]
-        return [(v, start.timestamp(), float(hours)) for chunk in _chunks(volunteer_ids)
-                for v, start, hours in self.conn.execute(
-                    query.where(proposals.c.volunteer_id.in_(chunk)))]
+        queries = ([query] if volunteer_ids is None else
+                   [query.where(proposals.c.volunteer_id.in_(chunk))
+                    for chunk in _chunks(volunteer_ids)])
+        return [GivenVisit(volunteer, offer, start.timestamp(), float(hours))
+                for each in queries
+                for volunteer, offer, start, hours in self.conn.execute(each)]
 
     def stated_limits_of(self, offer_ids: Iterable[str]) -> list[dict[str, Any]]:
         """Payloads of these volunteer offers that are still active (to read the limits they
@@ -736,13 +761,6 @@ class Store:
             select(offers.c.payload).where(offers.c.offer_id.in_(chunk),
                                            offers.c.status == "active",
                                            offers.c.kind == "volunteer")).scalars()]
-
-    def given_offers(self, *, since: datetime) -> set[str]:
-        """Offers of the volunteer visits that hold and end after `since`."""
-        return set(self.conn.execute(select(proposals.c.offer_id).where(
-            proposals.c.kind == "volunteer",
-            proposals.c.status.in_([s.value for s in HOLDING]),
-            proposals.c.window_end > since).distinct()).scalars())
 
     def volunteer_history(self, shard: str | None = None, *, now: datetime | None = None
                           ) -> set[tuple[str, str]]:
