@@ -28,6 +28,8 @@ from matcher.services.matching import (
     with_read_time,
 )
 from matcher.services.outbound import queue
+from matcher.services.settled import Settled, items_to_match, narrowed, settle
+from matcher.solver import Status
 from matcher.storage.store import LiveRows, OutboxRow, Store, snapshot, unit_of_work
 from schemas.common import Level
 from schemas.internal import ShardChange, ShardChanged
@@ -97,6 +99,10 @@ class MatchingEngine:
     _dirty_lock: threading.Lock = field(default_factory=threading.Lock)
     # Each shard's live rows as its last batch read them (only its batches touch them).
     _live_rows: dict[str, LiveRows] = field(default_factory=dict)
+    # What each shard's last batch left settled; its next batch looks only at what changed
+    # since (see `settled`). Off, every batch looks at the whole shard.
+    narrow_batches: bool = True
+    _settled: dict[str, Settled] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.matching is None:
@@ -196,9 +202,11 @@ class MatchingEngine:
     def match_shard(self, shard: str) -> BatchReport:
         """Run one matching batch: read a snapshot, solve outside any lock, record briefly.
 
-        Allocations whose offer or item changed while solving are dropped at recording; the
-        shard is then matched again, so what they would have served is not forgotten. A batch
-        that made proposals and still left items open runs again too, until one makes none.
+        The batch looks only at the items a change since the shard's last batch can serve
+        (all of them when that batch did not settle the shard). Allocations whose offer or
+        item changed while solving are dropped at recording; the shard is then matched again,
+        so what they would have served is not forgotten, as it is when the batch could not
+        reach everything eligible (`more_to_find`).
         """
         assert self.matching is not None
         now = self.clock()
@@ -208,14 +216,21 @@ class MatchingEngine:
                                       self.matching.service_travel_km,
                                       cache=self._live_rows.setdefault(shard, LiveRows()))
         read_s = time.perf_counter() - started
-        plan = plan_batch(inputs, self.matching)
+        previous = self._settled.pop(shard, None)
+        keys = items_to_match(previous, inputs) if self.narrow_batches else None
+        reviewed = previous.reviewed_at if previous is not None and keys is not None else now
+        if keys is not None and not keys:
+            self._settled[shard] = settle(inputs, reviewed)
+            return BatchReport.idle(shard, read_s)
+        plan = plan_batch(inputs if keys is None else narrowed(inputs, keys), self.matching)
         with self.writing() as store:
             store.lock_shard(shard)  # another instance finishing a batch of it records first
             report = with_read_time(record_batch(store, plan), read_s)
         if report.conflicts or report.more_to_find:
-            # What changed under the plan, or capacity this batch could not yet reach (an
-            # item's K candidates all taken), is matched again in the next batch.
             self.mark_dirty({shard})
+        elif plan.solution.status is Status.OPTIMAL:
+            self._settled[shard] = settle(inputs, reviewed, plan.allocations, plan.cands,
+                                          plan.frames.supply)
         return report
 
     def all_shards(self) -> set[str]:

@@ -99,7 +99,7 @@ class BatchReport:
     """What a batch did, for logs, metrics and summaries."""
 
     shard: str
-    items: int
+    items: int  # open items looked at: the shard's, or those a change could serve
     supply_units: int
     arcs: int
     proposals: int
@@ -116,6 +116,13 @@ class BatchReport:
     # taken but more eligible offers exist, or a visit the solver planned lost its slot at
     # placement, or the solver stopped before proving its plan the best.
     more_to_find: int = 0
+
+    @staticmethod
+    def idle(shard: str, read_s: float) -> BatchReport:
+        """A batch that found nothing changed that it could serve, after reading."""
+        return BatchReport(shard=shard, items=0, supply_units=0, arcs=0, proposals=0,
+                           unmatched=0, status=Status.OPTIMAL.value, objective=0.0, bound=0.0,
+                           build_s=0.0, solve_s=0.0, total_s=read_s, read_s=read_s)
 
 
 # --- step 1: live inputs -------------------------------------------------------------------
@@ -143,6 +150,9 @@ class LiveInputs:
     limits: dict[str, float] = field(default_factory=dict)
     # Partners' default reach and the service travel distance (nodes carry their own).
     reach: ReachDefaults = field(default_factory=ReachDefaults)
+    # Share of each grid's demand served, when the items are not all the shard's (a batch
+    # narrowed to what changed scores as a whole batch would).
+    coverage: dict[str, float] | None = None
 
 
 def read_live_inputs(store: Store, shard: str, now: datetime,
@@ -198,8 +208,9 @@ def build_frames(inputs: LiveInputs) -> Frames:
                           inputs.held, inputs.nodes, vocab, busy=inputs.busy,
                           reach=inputs.reach)
     history = frozenset((ben, vocab.code(vocab.volunteers, vol)) for ben, vol in inputs.history)
-    context = ScoringContext(history=history,
-                             grid_coverage=coverage(inputs.items, inputs.served))
+    context = ScoringContext(history=history, grid_coverage=inputs.coverage
+                             if inputs.coverage is not None
+                             else coverage(inputs.items, inputs.served))
     busy = {vocab.code(vocab.volunteers, volunteer): visits
             for volunteer, visits in inputs.busy.items()}
     weeks = WeekBudget(committed={(vocab.volunteers[volunteer], week): hours
@@ -207,14 +218,14 @@ def build_frames(inputs: LiveInputs) -> Frames:
                                   if volunteer in vocab.volunteers},
                        zone=inputs.timezone,
                        limits={vocab.volunteers[volunteer]: limit for volunteer, limit
-                               in _lowest(stated_limits(o.payload for o in inputs.offers),
+                               in lowest(stated_limits(o.payload for o in inputs.offers),
                                           inputs.limits).items()
                                if volunteer in vocab.volunteers})
     return Frames(vocab=vocab, demand=demand, supply=supply, context=context, busy=busy,
                   weeks=weeks)
 
 
-def _lowest(*tables: Mapping[str, float]) -> dict[str, float]:
+def lowest(*tables: Mapping[str, float]) -> dict[str, float]:
     """Per key, the lowest value any table gives."""
     out: dict[str, float] = {}
     for table in tables:
@@ -608,7 +619,21 @@ def more_to_find(plan: BatchPlan, allocations: Sequence[Allocation]) -> int:
         return int(still_open.sum())
     worth = cands.cut.copy()
     worth[cands.pairs.d[list(unplaced_arcs(cands, plan.solution, allocations))]] = True
+    worth[cands.pairs.d[window_filled_arcs(cands, allocations)]] = True
     return int((still_open & worth).sum())
+
+
+def window_filled_arcs(cands: Candidates, allocations: Sequence[Allocation]) -> list[int]:
+    """Arcs whose visit took the whole longest window the volunteer and the item share while
+    the volunteer had more hours: a batch gives one visit per arc, the next may add another
+    in a later window."""
+    p = cands.pairs
+    window_hours = p.best_window[0] / 3600.0
+    remaining = p.supply.remaining[p.s]
+    volunteer = p.supply.kind[p.s] == Kind.VOLUNTEER
+    return [a.arc for a in allocations
+            if volunteer[a.arc] and a.amount >= window_hours[a.arc] - 1e-6
+            and window_hours[a.arc] < remaining[a.arc] - 1e-6]
 
 
 def assigned_per_row(cands: Candidates, allocations: Sequence[Allocation]) -> np.ndarray:
