@@ -132,9 +132,10 @@ def test_a_narrowed_batch_misses_nothing_a_whole_batch_would_serve(
     checked: list[int] = []
     real_narrowed, real_plan = engine_module.narrowed, engine_module.plan_batch
 
-    def narrowed(inputs: LiveInputs, keys: Iterable[tuple[str, str]]) -> LiveInputs:
+    def narrowed(inputs: LiveInputs, keys: Iterable[tuple[str, str]], needs: Any
+                 ) -> LiveInputs:
         narrowed_batches.append((inputs, set(keys)))
-        return real_narrowed(inputs, keys)
+        return real_narrowed(inputs, keys, needs)
 
     def plan_batch(inputs: LiveInputs, config: MatchingConfig) -> Any:
         if narrowed_batches and narrowed_batches[-1][0] is not None:

@@ -28,7 +28,7 @@ from matcher.services.matching import (
     with_read_time,
 )
 from matcher.services.outbound import queue
-from matcher.services.settled import Settled, items_to_match, narrowed, settle
+from matcher.services.settled import Settled, items_to_match, narrowed, needs_of, settle
 from matcher.solver import Status
 from matcher.storage.store import LiveRows, OutboxRow, Store, snapshot, unit_of_work
 from schemas.common import Level
@@ -217,20 +217,22 @@ class MatchingEngine:
                                       cache=self._live_rows.setdefault(shard, LiveRows()))
         read_s = time.perf_counter() - started
         previous = self._settled.pop(shard, None)
-        keys = items_to_match(previous, inputs) if self.narrow_batches else None
+        needs = needs_of(inputs.offers, previous.needs if previous is not None else None)
+        keys = items_to_match(previous, inputs, needs) if self.narrow_batches else None
         reviewed = previous.reviewed_at if previous is not None and keys is not None else now
         if keys is not None and not keys:
-            self._settled[shard] = settle(inputs, reviewed)
+            self._settled[shard] = settle(inputs, reviewed, needs)
             return BatchReport.idle(shard, read_s)
-        plan = plan_batch(inputs if keys is None else narrowed(inputs, keys), self.matching)
+        plan = plan_batch(inputs if keys is None else narrowed(inputs, keys, needs),
+                          self.matching)
         with self.writing() as store:
             store.lock_shard(shard)  # another instance finishing a batch of it records first
             report = with_read_time(record_batch(store, plan), read_s)
         if report.conflicts or report.more_to_find:
             self.mark_dirty({shard})
         elif plan.solution.status is Status.OPTIMAL:
-            self._settled[shard] = settle(inputs, reviewed, plan.allocations, plan.cands,
-                                          plan.frames.supply)
+            self._settled[shard] = settle(inputs, reviewed, needs, plan.allocations,
+                                          plan.cands, plan.frames.supply)
         return report
 
     def all_shards(self) -> set[str]:

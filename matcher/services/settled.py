@@ -20,16 +20,16 @@ an hour without a whole batch, look at everything again.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from matcher.domain.allocation import Allocation, coverage
 from matcher.domain.candidates import Candidates
 from matcher.domain.frames import Supply, offer_needs
-from matcher.domain.weeks import stated_limits, week_of
-from matcher.services.matching import LiveInputs, lowest
-from matcher.storage.store import NodeRow
+from matcher.domain.weeks import week_of
+from matcher.services.matching import LiveInputs
+from matcher.storage.store import OfferRow
 
 ItemKey = tuple[str, str]
 UnitKey = tuple[str, int | None]
@@ -45,20 +45,30 @@ class Settled:
     """The shard as its last batch left it: what it read, plus the capacity it took."""
 
     reviewed_at: datetime  # when a batch last looked at the whole shard
-    items: dict[ItemKey, int]  # case version
-    served: dict[ItemKey, float]
-    offers: dict[str, int]  # offer version
-    needs: dict[str, frozenset[str]]  # what each offer gives
-    held: dict[UnitKey, float]
-    busy: dict[str, frozenset[tuple[float, float]]]
-    given: dict[tuple[str, int], float]
-    limits: dict[str, float]  # each volunteer's lowest stated weekly limit
-    nodes: dict[str, NodeRow]
-    reaches: Mapping[str, Mapping[str, object]]
+    inputs: LiveInputs  # what the batch read
+    held: dict[UnitKey, float]  # held then, with what the batch proposed
+    needs: OfferNeeds  # what each live offer gives
 
 
-def settle(inputs: LiveInputs, reviewed_at: datetime, allocations: Sequence[Allocation] = (),
-           cands: Candidates | None = None, supply: Supply | None = None) -> Settled:
+# What each offer gives, by offer id, with the row it was read from: unchanged rows (the same
+# objects, from the shard's row cache) keep theirs from batch to batch.
+OfferNeeds = dict[str, tuple[OfferRow, frozenset[str]]]
+
+
+def needs_of(offers: Sequence[OfferRow], known: OfferNeeds | None = None) -> OfferNeeds:
+    """What each offer gives, taken from `known` for the rows read before."""
+    known = known or {}
+    out: OfferNeeds = {}
+    for offer in offers:
+        seen = known.get(offer.offer_id)
+        out[offer.offer_id] = seen if seen is not None and seen[0] is offer else (
+            offer, frozenset(offer_needs(offer.payload)))
+    return out
+
+
+def settle(inputs: LiveInputs, reviewed_at: datetime, needs: OfferNeeds,
+           allocations: Sequence[Allocation] = (), cands: Candidates | None = None,
+           supply: Supply | None = None) -> Settled:
     """The settled state after a batch over `inputs` recorded `allocations` (arcs of `cands`
     over `supply`): the capacity they hold counts as held already."""
     held = dict(inputs.held)
@@ -68,90 +78,83 @@ def settle(inputs: LiveInputs, reviewed_at: datetime, allocations: Sequence[Allo
             slot = int(supply.slot[s])
             unit = (supply.offer_id[s], slot if slot >= 0 else None)
             held[unit] = held.get(unit, 0.0) + a.amount
-    return Settled(
-        reviewed_at=reviewed_at,
-        items={(i["case_id"], i["item_id"]): i["case_version"] for i in inputs.items},
-        served=dict(inputs.served),  # an item the batch served is looked at again
-        offers={o.offer_id: o.version for o in inputs.offers},
-        needs={o.offer_id: frozenset(offer_needs(o.payload)) for o in inputs.offers},
-        held=held,
-        busy={volunteer: frozenset(visits) for volunteer, visits in inputs.busy.items()},
-        given=dict(inputs.given),
-        limits=effective_limits(inputs),
-        nodes=inputs.nodes,
-        reaches=inputs.reach.partners,
-    )
+    return Settled(reviewed_at=reviewed_at, inputs=inputs, held=held, needs=needs)
 
 
-def effective_limits(inputs: LiveInputs) -> dict[str, float]:
-    """Each volunteer's weekly limit: the lowest their live offers or other offers state."""
-    return lowest(stated_limits(o.payload for o in inputs.offers), inputs.limits)
-
-
-def items_to_match(settled: Settled | None, inputs: LiveInputs) -> set[ItemKey] | None:
-    """The open items a batch over `inputs` must look at; None when it must look at all."""
-    if (settled is None or inputs.now - settled.reviewed_at >= REVIEW_EVERY
-            or inputs.nodes != settled.nodes or inputs.reach.partners != settled.reaches):
+def items_to_match(settled: Settled | None, inputs: LiveInputs, needs: OfferNeeds
+                   ) -> set[ItemKey] | None:
+    """The open items a batch over `inputs` must look at; None when it must look at all.
+    `needs`: what the live offers give."""
+    if settled is None or inputs.now - settled.reviewed_at >= REVIEW_EVERY:
         return None
-    changed = changed_items(settled, inputs)
+    before = settled.inputs
+    if inputs.nodes != before.nodes or inputs.reach.partners != before.reach.partners:
+        return None
+    changed = changed_items(before, inputs)
     offers = changed_offers(settled, inputs)
-    needs = {need for offer_id in offers for need in settled.needs.get(offer_id, ())}
-    needs.update(need for o in inputs.offers if o.offer_id in offers
-                 for need in offer_needs(o.payload))  # an update may change what it gives
-    if needs:
+    wanted = {need for offer_id in offers for source in (settled.needs, needs)
+              if offer_id in source for need in source[offer_id][1]}
+    if wanted:
         changed |= {(i["case_id"], i["item_id"]) for i in inputs.items
-                    if i["need"].lower() in needs}
+                    if i["need"].lower() in wanted}
     return changed
 
 
-def changed_items(settled: Settled, inputs: LiveInputs) -> set[ItemKey]:
+def changed_items(before: LiveInputs, inputs: LiveInputs) -> set[ItemKey]:
     """Items that are new, whose case changed, or whose served amount moved."""
+    versions = {(i["case_id"], i["item_id"]): i["case_version"] for i in before.items}
     out: set[ItemKey] = set()
     for item in inputs.items:
         key = (item["case_id"], item["item_id"])
-        if (settled.items.get(key) != item["case_version"]
-                or abs(inputs.served.get(key, 0.0) - settled.served.get(key, 0.0)) > SLACK):
+        if (versions.get(key) != item["case_version"]
+                or abs(inputs.served.get(key, 0.0) - before.served.get(key, 0.0)) > SLACK):
             out.add(key)
     return out
 
 
 def changed_offers(settled: Settled, inputs: LiveInputs) -> set[str]:
     """Offers that are new, changed or gone, or have capacity back."""
+    versions = {o.offer_id: o.version for o in settled.inputs.offers}
     live = {o.offer_id: o.version for o in inputs.offers}
-    out = {offer_id for offer_id, version in live.items()
-           if settled.offers.get(offer_id) != version}
-    out |= settled.offers.keys() - live.keys()
+    out = {offer_id for offer_id, version in live.items() if versions.get(offer_id) != version}
+    out |= versions.keys() - live.keys()
     out |= {unit[0] for unit, amount in settled.held.items()
             if inputs.held.get(unit, 0.0) < amount - SLACK}
-    freed = freed_volunteers(settled, inputs)
+    # A volunteer's offers share one weekly limit: when one changes or goes, the others may
+    # have hours back.
+    rows = [*(settled.needs[o][0] for o in out if o in settled.needs),
+            *(o for o in inputs.offers if o.offer_id in out)]
+    freed = freed_volunteers(settled.inputs, inputs) | {
+        str(row.payload["volunteer_id"]) for row in rows if row.payload.get("volunteer_id")}
     if freed:
         out |= {o.offer_id for o in inputs.offers if o.payload.get("volunteer_id") in freed}
     return out
 
 
-def freed_volunteers(settled: Settled, inputs: LiveInputs) -> set[str]:
+def freed_volunteers(before: LiveInputs, inputs: LiveInputs) -> set[str]:
     """Volunteers with time back: a promised visit still ahead gone, hours given back in a
-    week still to come, or a weekly limit raised or no longer stated."""
+    week still to come, or a weekly limit of their other offers raised or gone (their live
+    offers' limits change with the offers' versions)."""
     now = inputs.now.timestamp()
-    out = {volunteer for volunteer, visits in settled.busy.items()
-           if any(end > now for _, end in visits - frozenset(inputs.busy.get(volunteer, ())))}
+    out = {volunteer for volunteer, visits in before.busy.items()
+           if inputs.busy.get(volunteer) != visits
+           and any(end > now for _, end in set(visits) - set(inputs.busy.get(volunteer, ())))}
     this_week = week_of(inputs.now, inputs.timezone)
-    out |= {volunteer for (volunteer, week), hours in settled.given.items()
+    out |= {volunteer for (volunteer, week), hours in before.given.items()
             if week >= this_week and inputs.given.get((volunteer, week), 0.0) < hours - SLACK}
-    limits = effective_limits(inputs)
-    out |= {volunteer for volunteer, limit in settled.limits.items()
-            if limits.get(volunteer, float("inf")) > limit + SLACK}
+    out |= {volunteer for volunteer, limit in before.limits.items()
+            if inputs.limits.get(volunteer, float("inf")) > limit + SLACK}
     return out
 
 
-
-def narrowed(inputs: LiveInputs, keys: Iterable[ItemKey]) -> LiveInputs:
-    """The inputs of a batch over these items only, and the offers giving what they ask for.
-    Grid coverage stays the whole shard's, so scores are those of a whole batch."""
+def narrowed(inputs: LiveInputs, keys: Iterable[ItemKey], needs: OfferNeeds) -> LiveInputs:
+    """The inputs of a batch over these items only, and the offers giving what they ask for
+    (`needs`: what each offer gives). Grid coverage stays the whole shard's, so scores are
+    those of a whole batch."""
     wanted = set(keys)
     items = [i for i in inputs.items if (i["case_id"], i["item_id"]) in wanted]
-    needs = {i["need"].lower() for i in items}
-    offers = [o for o in inputs.offers if not needs.isdisjoint(offer_needs(o.payload))]
+    asked = {i["need"].lower() for i in items}
+    offers = [o for o in inputs.offers if not asked.isdisjoint(needs[o.offer_id][1])]
     whole = inputs.coverage if inputs.coverage is not None else coverage(inputs.items,
                                                                           inputs.served)
     return dataclasses.replace(inputs, items=items, offers=offers, coverage=whole)
