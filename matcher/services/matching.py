@@ -178,7 +178,7 @@ def read_live_inputs(store: Store, shard: str, now: datetime,
         busy=store.promised_visits(now=now), history=store.volunteer_history(shard, now=now),
         excluded=excluded,
         given=hours_by_week(hours_given(given), timezone), timezone=timezone,
-        limits=stated_limits(store.stated_limits_of(elsewhere)),
+        limits=store.stated_limits_of(elsewhere),
         reach=ReachDefaults(partners=store.partner_reaches(),
                             service_travel_km=service_travel_km),
     )

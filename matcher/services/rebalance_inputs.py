@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from matcher.domain.weeks import DEFAULT_ZONE, hours_by_week, stated_limits, week_of, week_start
+from matcher.domain.weeks import DEFAULT_ZONE, hours_by_week, week_of, week_start
 from matcher.services.matching import MatchingConfig
 from matcher.storage.store import HOLDING, NodeRow, OfferRow, ProposalRow, Store, hours_given
 from matcher.storage.tables import proposals
@@ -60,6 +60,6 @@ def read_snapshot(store: Store, shard: str, now: datetime | None = None,
         offer_rows=offer_rows, excluded=store.excluded_pairs(shard),
         history=store.volunteer_history(), visits=store.holding_volunteer_visits(),
         given=hours_by_week(hours_given(given), timezone), timezone=timezone,
-        limits=stated_limits(store.stated_limits_of({visit.offer_id for visit in given})),
+        limits=store.stated_limits_of({visit.offer_id for visit in given}),
         partner_reach=store.partner_reaches(),
     )

@@ -753,14 +753,19 @@ class Store:
                 for each in queries
                 for volunteer, offer, start, hours in self.conn.execute(each)]
 
-    def stated_limits_of(self, offer_ids: Iterable[str]) -> list[dict[str, Any]]:
-        """Payloads of these volunteer offers that are still active (to read the limits they
-        state)."""
-        ids = sorted(set(offer_ids))
-        return [payload for chunk in _chunks(ids) for payload in self.conn.execute(
-            select(offers.c.payload).where(offers.c.offer_id.in_(chunk),
-                                           offers.c.status == "active",
-                                           offers.c.kind == "volunteer")).scalars()]
+    def stated_limits_of(self, offer_ids: Iterable[str]) -> dict[str, float]:
+        """The lowest weekly hour limit each volunteer states on these of their offers that
+        are still active (read from the payloads in the database: no payload is decoded)."""
+        volunteer = offers.c.payload["volunteer_id"].as_string()
+        limit = offers.c.payload["weekly_hour_limit"].as_float()
+        lowest: dict[str, float] = {}
+        for chunk in _chunks(sorted(set(offer_ids))):
+            for volunteer_id, hours in self.conn.execute(
+                    select(volunteer, func.min(limit)).where(
+                        offers.c.offer_id.in_(chunk), offers.c.status == "active",
+                        offers.c.kind == "volunteer").group_by(volunteer)):
+                lowest[volunteer_id] = min(float(hours), lowest.get(volunteer_id, float(hours)))
+        return lowest
 
     def volunteer_history(self, shard: str | None = None, *, now: datetime | None = None
                           ) -> set[tuple[str, str]]:
