@@ -20,6 +20,9 @@ from matcher.services.summary import summarize
 from matcher.settings import Settings
 from matcher.simulator import build_district, registry_events, simulate_day
 from matcher.simulator.publish import publish_events, route
+from matcher.storage.store import unit_of_work
+from matcher.storage.tables import proposals
+from schemas.matches import ProposalStatus
 from schemas.topics import Topics
 from tests.factories import parse
 from tests.kafka_helpers import client, engine_settings
@@ -128,6 +131,9 @@ async def test_a_recorded_live_day_replays_to_the_same_proposals(kafka_bootstrap
         await publish_events(client(kafka_bootstrap), app.topics, day)
         await wait_for_no_lag(kafka_bootstrap, settings.consumer_group, app.topics)
         live_proposals = await settled_proposals(app)
+        with unit_of_work(app.engine.db) as store:
+            live_items = {(p.case_id, p.item_id) for p in store.proposals_where(
+                proposals.c.status == ProposalStatus.PROPOSED.value)}
 
     # The recording: every record with the moment the live engine received it.
     stream = tmp_path / "live.jsonl"
@@ -136,8 +142,16 @@ async def test_a_recorded_live_day_replays_to_the_same_proposals(kafka_bootstrap
     replay_file(stream, tmp_path / "out", settings_for(tmp_path),
                 ReplayOptions(approve_delay_min=24 * 60))
     decided_from = received_at + timedelta(hours=23)  # before any synthetic decision or expiry
-    made = Counter(e["value"]["event_type"] for e in outputs(tmp_path / "out")
-                   if datetime.fromisoformat(e["at"]) < decided_from)
-    replayed = made["match.proposed"] - made["match.revoked"]
+    early = [e["value"] for e in outputs(tmp_path / "out")
+             if datetime.fromisoformat(e["at"]) < decided_from]
+    revoked = {e["payload"]["proposal_id"] for e in early
+               if e["event_type"] == "match.revoked"}
+    replayed_items = {(e["payload"]["case_id"], e["payload"]["item_id"]) for e in early
+                      if e["event_type"] == "match.proposed"
+                      and e["payload"]["proposal_id"] not in revoked}
+    # What beneficiaries get: how many items are proposed for. How many proposals serve them
+    # moves with batch timing (live batches run while the day is still arriving, and an item
+    # may then be served by two offers where the replay finds one), and so do which of two
+    # cases competing for one offer wins it.
     assert live_proposals > 20
-    assert abs(replayed - live_proposals) <= max(2, 0.05 * live_proposals)
+    assert abs(len(replayed_items) - len(live_items)) <= max(2, 0.05 * len(live_items))
