@@ -100,8 +100,7 @@ class MatchingEngine:
     # Each shard's live rows as its last batch read them (only its batches touch them).
     _live_rows: dict[str, LiveRows] = field(default_factory=dict)
     # What each shard's last batch left settled; its next batch looks only at what changed
-    # since (see `settled`). Off, every batch looks at the whole shard.
-    narrow_batches: bool = True
+    # since (see `settled`).
     _settled: dict[str, Settled] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -218,7 +217,7 @@ class MatchingEngine:
         read_s = time.perf_counter() - started
         previous = self._settled.pop(shard, None)
         needs = needs_of(inputs.offers, previous.needs if previous is not None else None)
-        keys = items_to_match(previous, inputs, needs) if self.narrow_batches else None
+        keys = items_to_match(previous, inputs, needs)
         reviewed = previous.reviewed_at if previous is not None and keys is not None else now
         if keys is not None and not keys:
             self._settled[shard] = settle(inputs, reviewed, needs)

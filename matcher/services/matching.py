@@ -51,6 +51,7 @@ from matcher.domain.frames import (
     offer_needs,
 )
 from matcher.domain.kinds import Kind
+from matcher.domain.pairs import SECONDS_PER_HOUR
 from matcher.domain.reach import DELIVERY, MODE_CODES, SERVICE_TRAVEL_KM, ReachDefaults
 from matcher.domain.scoring import ScoringContext, Weights, weight_vector
 from matcher.domain.weeks import (
@@ -218,14 +219,14 @@ def build_frames(inputs: LiveInputs) -> Frames:
                                   if volunteer in vocab.volunteers},
                        zone=inputs.timezone,
                        limits={vocab.volunteers[volunteer]: limit for volunteer, limit
-                               in lowest(stated_limits(o.payload for o in inputs.offers),
-                                          inputs.limits).items()
+                               in _lowest(stated_limits(o.payload for o in inputs.offers),
+                                           inputs.limits).items()
                                if volunteer in vocab.volunteers})
     return Frames(vocab=vocab, demand=demand, supply=supply, context=context, busy=busy,
                   weeks=weeks)
 
 
-def lowest(*tables: Mapping[str, float]) -> dict[str, float]:
+def _lowest(*tables: Mapping[str, float]) -> dict[str, float]:
     """Per key, the lowest value any table gives."""
     out: dict[str, float] = {}
     for table in tables:
@@ -628,7 +629,7 @@ def window_filled_arcs(cands: Candidates, allocations: Sequence[Allocation]) -> 
     the volunteer had more hours: a batch gives one visit per arc, the next may add another
     in a later window."""
     p = cands.pairs
-    window_hours = p.best_window[0] / 3600.0
+    window_hours = p.best_window[0] / SECONDS_PER_HOUR
     remaining = p.supply.remaining[p.s]
     volunteer = p.supply.kind[p.s] == Kind.VOLUNTEER
     return [a.arc for a in allocations

@@ -91,7 +91,7 @@ def items_to_match(settled: Settled | None, inputs: LiveInputs, needs: OfferNeed
     if inputs.nodes != before.nodes or inputs.reach.partners != before.reach.partners:
         return None
     changed = changed_items(before, inputs)
-    offers = changed_offers(settled, inputs)
+    offers = changed_offers(settled, inputs, needs)
     wanted = {need for offer_id in offers for source in (settled.needs, needs)
               if offer_id in source for need in source[offer_id][1]}
     if wanted:
@@ -112,18 +112,18 @@ def changed_items(before: LiveInputs, inputs: LiveInputs) -> set[ItemKey]:
     return out
 
 
-def changed_offers(settled: Settled, inputs: LiveInputs) -> set[str]:
-    """Offers that are new, changed or gone, or have capacity back."""
-    versions = {o.offer_id: o.version for o in settled.inputs.offers}
-    live = {o.offer_id: o.version for o in inputs.offers}
-    out = {offer_id for offer_id, version in live.items() if versions.get(offer_id) != version}
-    out |= versions.keys() - live.keys()
+def changed_offers(settled: Settled, inputs: LiveInputs, needs: OfferNeeds) -> set[str]:
+    """Offers that are new, changed or gone, or have capacity back (`needs`: the live
+    offers' rows, as `settled.needs` holds the last batch's)."""
+    before = settled.needs
+    out = {offer_id for offer_id, (row, _) in needs.items()
+           if offer_id not in before or before[offer_id][0].version != row.version}
+    out |= before.keys() - needs.keys()
     out |= {unit[0] for unit, amount in settled.held.items()
             if inputs.held.get(unit, 0.0) < amount - SLACK}
     # A volunteer's offers share one weekly limit: when one changes or goes, the others may
     # have hours back.
-    rows = [*(settled.needs[o][0] for o in out if o in settled.needs),
-            *(o for o in inputs.offers if o.offer_id in out)]
+    rows = [source[o][0] for o in out for source in (before, needs) if o in source]
     freed = freed_volunteers(settled.inputs, inputs) | {
         str(row.payload["volunteer_id"]) for row in rows if row.payload.get("volunteer_id")}
     if freed:
