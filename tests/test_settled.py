@@ -113,6 +113,23 @@ def test_a_volunteer_gives_a_visit_per_batch_until_the_item_is_served(
     assert sum(amount for _, _, amount in world.proposed()) == pytest.approx(4.0)
 
 
+def test_a_case_that_lost_a_volunteers_window_to_another_visit_gets_the_next_one(
+        sqlite_db: Engine) -> None:
+    world = World(sqlite_db)
+    # Two cases want two hours of a volunteer free 9-11 and 14-16: a batch gives one window,
+    # and the case that wanted it too is looked at again, against the diary with that visit.
+    offer = f.volunteer_offer("v1", "p1", hours=6)
+    offer["payload"]["availability"] = [{"start": f.at(9), "end": f.at(11)},
+                                        {"start": f.at(14), "end": f.at(16)}]
+    world.feed(offer, f.case("c1", items=[f.item(quantity=2)]),
+               f.case("c2", items=[f.item(quantity=2)]))
+    first = world.batch()
+    assert (first.proposals, first.more_to_find) == (1, 1)
+    second = world.batch()
+    assert (second.items, second.proposals) == (1, 1)
+    assert [case for case, _, _ in world.proposed()] == ["c1", "c2"]
+
+
 def test_a_new_node_or_an_hour_gone_by_looks_at_everything(sqlite_db: Engine) -> None:
     world = World(sqlite_db)
     world.feed(f.case("c1"), f.case("c2"), f.case("c3", items=[goods_item()]))

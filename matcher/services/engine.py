@@ -22,6 +22,7 @@ from matcher.services.ingest import Applied, Context, IncomingEvent, apply_event
 from matcher.services.matching import (
     BatchReport,
     MatchingConfig,
+    items_left_to_find,
     plan_batch,
     read_live_inputs,
     record_batch,
@@ -229,9 +230,11 @@ class MatchingEngine:
             report = with_read_time(record_batch(store, plan), read_s)
         if report.conflicts or report.more_to_find:
             self.mark_dirty({shard})
-        elif plan.solution.status is Status.OPTIMAL:
-            self._settled[shard] = settle(inputs, reviewed, needs, plan.allocations,
-                                          plan.cands, plan.frames.supply)
+        if not report.conflicts and plan.solution.status is Status.OPTIMAL:
+            # What the batch left worth another look is all the next one needs to add.
+            self._settled[shard] = settle(
+                inputs, reviewed, needs, plan.allocations, plan.cands, plan.frames.supply,
+                revisit=items_left_to_find(plan) if report.more_to_find else ())
         return report
 
     def all_shards(self) -> set[str]:

@@ -611,17 +611,35 @@ def record_batch(store: Store, plan: BatchPlan, *, check: bool = True) -> BatchR
 
 def more_to_find(plan: BatchPlan, allocations: Sequence[Allocation]) -> int:
     """How many items the batch leaves open that the same inputs, less what it proposed,
-    could still serve. With every eligible offer among an item's candidates and a plan proven
-    optimal, another batch would find nothing new; the rest is worth one more look (all of
-    them when the candidates do not say which were cut)."""
+    could still serve (see `left_to_find`)."""
+    return int(left_to_find(plan, allocations).sum())
+
+
+def left_to_find(plan: BatchPlan, allocations: Sequence[Allocation]) -> np.ndarray:
+    """Per demand row, whether the batch leaves it open while the same inputs, less what it
+    proposed, could still serve it. With every eligible offer among an item's candidates and
+    a plan proven optimal, another batch would find nothing new; the rest is worth one more
+    look (all of them when the candidates do not say which were cut)."""
     demand, cands = plan.frames.demand, plan.cands
     still_open = demand.open_qty - assigned_per_row(cands, allocations) > 1e-6
     if plan.solution.status is not Status.OPTIMAL or cands.cut is None:
-        return int(still_open.sum())
+        return still_open
     worth = cands.cut.copy()
     worth[cands.pairs.d[list(unplaced_arcs(cands, plan.solution, allocations))]] = True
-    worth[cands.pairs.d[window_filled_arcs(cands, allocations)]] = True
-    return int((still_open & worth).sum())
+    filled = window_filled_arcs(cands, allocations)
+    worth[cands.pairs.d[filled]] = True
+    # Items that wanted a volunteer whose window a visit filled may fit in another window of
+    # theirs now: the next batch sees the volunteer's diary with that visit in it.
+    volunteer = cands.pairs.supply.volunteer
+    worth[cands.pairs.d[np.isin(volunteer[cands.pairs.s], volunteer[cands.pairs.s[filled]])]] = True
+    return still_open & worth
+
+
+def items_left_to_find(plan: BatchPlan) -> list[tuple[str, str]]:
+    """(case, item) of the rows `left_to_find` by the plan's own allocations."""
+    demand = plan.frames.demand
+    return [(demand.case_id[row], demand.item_id[row])
+            for row in np.flatnonzero(left_to_find(plan, plan.allocations)).tolist()]
 
 
 def window_filled_arcs(cands: Candidates, allocations: Sequence[Allocation]) -> list[int]:

@@ -12,9 +12,11 @@ new reason to, only:
   back: a proposal on it released, a visit of its volunteer cancelled, the volunteer's hours
   given back or their weekly limit raised.
 
-Every other item keeps its plan and its reason, so the batch is narrowed to these items and
-the offers giving what they ask for. A change of the hierarchy or of a partner's reach, and
-an hour without a whole batch, look at everything again.
+Items the last batch itself left worth another look (`left_to_find`: candidates cut, a visit
+that filled a window) are looked at again too. Every other item keeps its plan and its
+reason, so the batch is narrowed to these items and the offers giving what they ask for.
+A change of the hierarchy or of a partner's reach, and an hour without a whole batch, look
+at everything again.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ class Settled:
     inputs: LiveInputs  # what the batch read
     held: dict[UnitKey, float]  # held then, with what the batch proposed
     needs: OfferNeeds  # what each live offer gives
+    revisit: frozenset[ItemKey] = frozenset()  # items the batch left worth another look
 
 
 # What each offer gives, by offer id, with the row it was read from: unchanged rows (the same
@@ -68,9 +71,10 @@ def needs_of(offers: Sequence[OfferRow], known: OfferNeeds | None = None) -> Off
 
 def settle(inputs: LiveInputs, reviewed_at: datetime, needs: OfferNeeds,
            allocations: Sequence[Allocation] = (), cands: Candidates | None = None,
-           supply: Supply | None = None) -> Settled:
+           supply: Supply | None = None, revisit: Iterable[ItemKey] = ()) -> Settled:
     """The settled state after a batch over `inputs` recorded `allocations` (arcs of `cands`
-    over `supply`): the capacity they hold counts as held already."""
+    over `supply`): the capacity they hold counts as held already; `revisit`: the items it
+    left that another batch could still serve."""
     held = dict(inputs.held)
     if allocations and cands is not None and supply is not None:
         for a in allocations:
@@ -78,7 +82,8 @@ def settle(inputs: LiveInputs, reviewed_at: datetime, needs: OfferNeeds,
             slot = int(supply.slot[s])
             unit = (supply.offer_id[s], slot if slot >= 0 else None)
             held[unit] = held.get(unit, 0.0) + a.amount
-    return Settled(reviewed_at=reviewed_at, inputs=inputs, held=held, needs=needs)
+    return Settled(reviewed_at=reviewed_at, inputs=inputs, held=held, needs=needs,
+                   revisit=frozenset(revisit))
 
 
 def items_to_match(settled: Settled | None, inputs: LiveInputs, needs: OfferNeeds
@@ -90,7 +95,7 @@ def items_to_match(settled: Settled | None, inputs: LiveInputs, needs: OfferNeed
     before = settled.inputs
     if inputs.nodes != before.nodes or inputs.reach.partners != before.reach.partners:
         return None
-    changed = changed_items(before, inputs)
+    changed = changed_items(before, inputs, settled.revisit)
     offers = changed_offers(settled, inputs, needs)
     wanted = {need for offer_id in offers for source in (settled.needs, needs)
               if offer_id in source for need in source[offer_id][1]}
@@ -100,13 +105,15 @@ def items_to_match(settled: Settled | None, inputs: LiveInputs, needs: OfferNeed
     return changed
 
 
-def changed_items(before: LiveInputs, inputs: LiveInputs) -> set[ItemKey]:
-    """Items that are new, whose case changed, or whose served amount moved."""
+def changed_items(before: LiveInputs, inputs: LiveInputs,
+                  revisit: frozenset[ItemKey] = frozenset()) -> set[ItemKey]:
+    """Items that are new, whose case changed, or whose served amount moved, and those of
+    `revisit` still open."""
     versions = {(i["case_id"], i["item_id"]): i["case_version"] for i in before.items}
     out: set[ItemKey] = set()
     for item in inputs.items:
         key = (item["case_id"], item["item_id"])
-        if (versions.get(key) != item["case_version"]
+        if (key in revisit or versions.get(key) != item["case_version"]
                 or abs(inputs.served.get(key, 0.0) - before.served.get(key, 0.0)) > SLACK):
             out.add(key)
     return out
