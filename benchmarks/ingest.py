@@ -66,7 +66,7 @@ from sqlalchemy.pool import NullPool
 
 from matcher.kafka_access import KafkaAccess, kafka_access, write_properties
 from matcher.kafka_principals import ADMIN
-from matcher.localkafka import ensure_topics_async
+from matcher.localkafka import delete_topics_async, ensure_topics_async
 from matcher.settings import Settings
 from matcher.simulator import District, build_district, registry_events, simulate_month
 from matcher.simulator.day import Event
@@ -1079,6 +1079,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--http-port", type=int,
                         default=int(os.environ.get("MATCHER_HTTP_PORT", "18083")))
     parser.add_argument("--prefix", help="topic prefix (default: bench<UTC timestamp>)")
+    parser.add_argument("--keep-topics", action="store_true",
+                        help="leave the run's topics on the broker (deleted by default)")
     parser.add_argument("--workdir", type=Path, default=ROOT / "benchmarks" / "out" / "ingest",
                         help="engine databases and logs go under here")
     parser.add_argument("--out", type=Path, help="write every figure to this JSON file")
@@ -1105,15 +1107,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     log(f"{report['date_utc']} commit {report['git_commit']} (engine "
         f"{report['engine_commit']}) load {load_average()} "
         f"prefix {prefix} db {args.db}")
-    if args.latency:
-        results = asyncio.run(latency(config, args.latency, args.duration, args.grace,
-                                      warm_offers=args.warm_offers))
-        report["latency"] = [asdict(r) for r in results]
-        table = latency_table(results)
-    else:
-        result = asyncio.run(throughput(config, args.events, args.timeout))
-        report["throughput"] = asdict(result)
-        table = throughput_table(result, args.db)
+    try:
+        if args.latency:
+            results = asyncio.run(latency(config, args.latency, args.duration, args.grace,
+                                          warm_offers=args.warm_offers))
+            report["latency"] = [asdict(r) for r in results]
+            table = latency_table(results)
+        else:
+            result = asyncio.run(throughput(config, args.events, args.timeout))
+            report["throughput"] = asdict(result)
+            table = throughput_table(result, args.db)
+    finally:
+        if not args.keep_topics:
+            deleted = asyncio.run(delete_topics_async(
+                config.access, lambda topic: topic.startswith(f"{prefix}.")))
+            log(f"deleted the run's {len(deleted)} topics ({prefix}.*)")
     report["load_average_end"] = load_average()
     print(table, flush=True)
     if args.out:

@@ -18,7 +18,7 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Coroutine, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypedDict, TypeVar
 from xml.sax.saxutils import quoteattr
@@ -542,6 +542,23 @@ async def ensure_topics_async(access: KafkaAccess, topics: Iterable[str], partit
         await admin.close()
     log.info("Created topics %s (%d partitions) on %s", ", ".join(created), partitions, bootstrap)
     return created
+
+
+async def delete_topics_async(access: KafkaAccess, matching: Callable[[str], bool]
+                              ) -> list[str]:
+    """Delete every topic whose name is `matching` (a throw-away run's, say); return the
+    names deleted. A broker keeps every partition it was ever given, on disk and in its
+    metadata: left behind by test and benchmark runs, thousands of them slow it down."""
+    admin = AIOKafkaAdminClient(**access.aiokafka())
+    await admin.start()
+    try:
+        doomed = sorted(topic for topic in await admin.list_topics() if matching(topic))
+        if doomed:
+            await admin.delete_topics(doomed)
+    finally:
+        await admin.close()
+    log.debug("Deleted %d topics on %s", len(doomed), access.bootstrap)
+    return doomed
 
 
 class TopicsOnDemand:

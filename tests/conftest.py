@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import re
 import shutil
 import subprocess
 import uuid
@@ -49,7 +52,8 @@ def _docker_answers() -> bool:
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """KAFKA_BOOTSTRAP_SERVERS if set, else testcontainers' Kafka, else the local broker."""
     if ENV.kafka_bootstrap_servers:
-        yield ENV.kafka_bootstrap_servers
+        with _own_topics_deleted(ENV.kafka_bootstrap_servers):
+            yield ENV.kafka_bootstrap_servers
         return
     if _docker_answers():
         from testcontainers.kafka import KafkaContainer
@@ -72,6 +76,24 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             yield bootstrap
     finally:
         broker.down()
+
+
+# Prefixes the tests give their topics (a few hex digits of a uuid each).
+TEST_TOPIC = re.compile(r"^(t|tb|test-)[0-9a-f]{8,10}\.")
+
+
+@contextlib.contextmanager
+def _own_topics_deleted(bootstrap: str) -> Iterator[None]:
+    """On a broker that outlives the run, delete the topics the run made when it ends."""
+    from matcher.localkafka import delete_topics_async
+    from tests.kafka_helpers import client, topic_names
+
+    before = set(asyncio.run(topic_names(bootstrap)))
+    try:
+        yield
+    finally:
+        asyncio.run(delete_topics_async(client(bootstrap), lambda topic: topic not in before
+                                        and TEST_TOPIC.match(topic) is not None))
 
 
 def _free_port() -> int:

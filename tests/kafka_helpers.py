@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import ConsumerRecord
 
 from matcher.kafka_access import KafkaAccess, access_from_properties, read_properties
@@ -93,3 +94,13 @@ async def wait_for(condition: Callable[[], bool], timeout_s: float = 60.0,
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out waiting for {what}")
         await asyncio.sleep(0.2)
+
+
+async def topic_names(bootstrap: str) -> list[str]:
+    """Every topic the broker has."""
+    admin = AIOKafkaAdminClient(**client(bootstrap).aiokafka())
+    await admin.start()
+    try:
+        return list(await admin.list_topics())
+    finally:
+        await admin.close()
