@@ -46,6 +46,7 @@ from sqlalchemy import Engine, event
 from matcher.domain.allocation import build_problem, place_volunteer_visits
 from matcher.domain.candidates import Candidates, generate
 from matcher.domain.errors import DomainError
+from matcher.domain.forecast import Reserve
 from matcher.domain.frames import (
     SOLVER_SCALE,
     Demand,
@@ -239,22 +240,29 @@ class Month:
 
 def run_month(folder: Path, *, days: int, scale: float, every: int, seed: int,
               weights: Weights | None = None, nightly: bool = True,
-              reach_mix: bool = False) -> Month:
+              reach_mix: bool = False, reserve: Reserve | None = None) -> Month:
     """Feed a simulated month to every policy, each matching as continuous matching would;
-    with `reach_mix`, partners state how their offers reach people (delivery, district...)."""
+    with `reach_mix`, partners state how their offers reach people (delivery, district...);
+    with `reserve`, one more engine keeps capacity back for urgent cases expected soon."""
     district = build_district(seed=seed, reach_mix=reach_mix)
     start = datetime(START.year, START.month, START.day, tzinfo=UTC)
     clock = Clock(start - timedelta(days=1))
     topics = Topics("bench")
     config = MatchingConfig(topics=topics, weights=weights or Weights())
+    variants: list[tuple[str, str, RunOptions | None, MatchingConfig]] = [
+        ("engine", "engine", None, config)]
+    if nightly:
+        variants.append(("nightly", "engine + nightly rebalance", RunOptions(
+            trigger="nightly", requested_by="bench", config=RebalanceConfig(matching=config)),
+            config))
+    if reserve is not None:
+        variants.append(("reserve", f"engine, reserving for expected urgent cases "
+                         f"(share {reserve.share:g}, urgency >= {reserve.min_urgency})", None,
+                         dataclasses.replace(config, reserve=reserve)))
     engines = [EngineSide(MatchingEngine(db=open_database(folder / f"{name}.db"),
-                                         topics=topics, matching=config, clock=clock),
-                          name=label, nightly=nightly)
-               for name, label, nightly in (
-                   ("engine", "engine", None),
-                   ("nightly", "engine + nightly rebalance", RunOptions(
-                       trigger="nightly", requested_by="bench",
-                       config=RebalanceConfig(matching=config))))[:2 if nightly else 1]]
+                                         topics=topics, matching=matching, clock=clock),
+                          name=label, nightly=options)
+               for name, label, options, matching in variants]
     world = plain.World()
     greedy = [GreedySide(plain.Greedy("greedy (FCFS)", world, plain.fcfs_order)),
               GreedySide(plain.Greedy("greedy (urgency first)", world, plain.urgency_order))]
@@ -527,11 +535,24 @@ def main(argv: Iterable[str] | None = None) -> None:
                         help="CP-SAT time for the hindsight plan (0 leaves it out)")
     parser.add_argument("--reach-mix", action="store_true",
                         help="partners state their reach (the simulator's realistic mix)")
+    parser.add_argument("--reserve-share", type=float, default=0.0,
+                        help="also run an engine keeping capacity for urgent cases expected "
+                             "soon, an expected case worth this share of a real one")
+    parser.add_argument("--reserve-urgency", type=int, default=4,
+                        help="with --reserve-share: how urgent an expected case is (1-5)")
+    parser.add_argument("--reserve-lookahead-h", type=float, default=24.0,
+                        help="with --reserve-share: cases expected within this many hours")
+    parser.add_argument("--reserve-days-back", type=int, default=7,
+                        help="with --reserve-share: the forecast repeats this many days ago")
     args = parser.parse_args(None if argv is None else list(argv))
+    reserve = Reserve(share=args.reserve_share, min_urgency=args.reserve_urgency,
+                      lookahead_h=args.reserve_lookahead_h, days_back=args.reserve_days_back
+                      ) if args.reserve_share > 0 else None
 
     args.folder.mkdir(parents=True, exist_ok=True)
     month = run_month(args.folder, days=args.days, scale=args.scale, every=args.every,
-                      seed=args.seed, nightly=not args.no_nightly, reach_mix=args.reach_mix)
+                      seed=args.seed, nightly=not args.no_nightly, reach_mix=args.reach_mix,
+                      reserve=reserve)
     log("judging every policy")
     outcomes = judged(month)
     log("computing the hindsight LP bound")

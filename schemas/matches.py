@@ -195,6 +195,7 @@ class TakenBy(StrEnum):
     MORE_URGENT_CASES = "more_urgent_cases"
     AS_URGENT_BETTER_PLACED = "as_urgent_better_placed"
     EARLIER_COMMITMENTS = "earlier_commitments"
+    EXPECTED_URGENT_CASES = "expected_urgent_cases"
 
 
 class Unmatched(WireModel):

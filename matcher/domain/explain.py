@@ -271,15 +271,21 @@ TAKEN_WORDS = {
                                      "(nearer, better timed) in this batch",
     TakenBy.EARLIER_COMMITMENTS: "is held by earlier commitments (matches proposed or "
                                  "approved before)",
+    TakenBy.EXPECTED_URGENT_CASES: "is kept for more urgent cases expected soon (as many "
+                                   "came at this time a week before)",
 }
 NOT_IN_THE_PLAN = "could not serve it in the best overall plan"
 
 
-def taken_by(urgency: int, competing: int, earlier: bool) -> TakenBy | None:
+def taken_by(urgency: int, competing: int, earlier: bool, kept: bool = False
+             ) -> TakenBy | None:
     """Who holds the capacity an item's eligible offers had: more urgent cases of the batch,
-    cases as urgent and better placed, else earlier commitments."""
+    urgent cases expected soon, cases as urgent and better placed, else earlier
+    commitments."""
     if competing > urgency:
         return TakenBy.MORE_URGENT_CASES
+    if kept:
+        return TakenBy.EXPECTED_URGENT_CASES
     if competing >= 0:
         return TakenBy.AS_URGENT_BETTER_PLACED
     return TakenBy.EARLIER_COMMITMENTS if earlier else None
@@ -287,19 +293,20 @@ def taken_by(urgency: int, competing: int, earlier: bool) -> TakenBy | None:
 
 def unmatched_reason(row: int, demand: Demand, cands: Candidates, had_arcs: bool,
                      served: float, need_name: str, *, full: FullOffers | None = None,
-                     competing: int = -1, earlier: bool = False
+                     competing: int = -1, earlier: bool = False, kept: bool = False
                      ) -> tuple[str, str, TakenBy | None]:
     """Why an item is still (partly) open after the batch: (reason code, words, who took the
     capacity it could have had).
 
     Eligible offers it had as candidates went to others in the batch or are held by earlier
     commitments; eligible offers already full are held by earlier commitments; otherwise the
-    rule that turned away the offers that came closest, full ones included.
+    rule that turned away the offers that came closest, full ones included. `kept`: capacity
+    it could have had is kept for urgent cases expected soon.
     """
     full = full or FullOffers.none(demand)
     kind = Kind(int(demand.kind[row])).wire
-    if had_arcs:
-        by = taken_by(int(demand.urgency[row]), competing, earlier)
+    if had_arcs or kept:
+        by = taken_by(int(demand.urgency[row]), competing, earlier, kept)
         words = TAKEN_WORDS[by].format(urgency=competing) if by else NOT_IN_THE_PLAN
         if served > 0:
             return "partly_served", (f"partly served ({served:g} of {demand.open_qty[row]:g}); "

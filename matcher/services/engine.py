@@ -214,7 +214,8 @@ class MatchingEngine:
         with snapshot(self.db) as store:
             inputs = read_live_inputs(store, shard, now, self.matching.timezone,
                                       self.matching.service_travel_km,
-                                      cache=self._live_rows.setdefault(shard, LiveRows()))
+                                      cache=self._live_rows.setdefault(shard, LiveRows()),
+                                      reserve=self.matching.reserve)
         read_s = time.perf_counter() - started
         previous = self._settled.pop(shard, None)
         needs = needs_of(inputs.offers, previous.needs if previous is not None else None)

@@ -42,6 +42,7 @@ from matcher.domain.explain import (
     held_earlier,
     unmatched_reason,
 )
+from matcher.domain.forecast import Reserve, expected_items, is_expected
 from matcher.domain.frames import (
     Demand,
     Supply,
@@ -86,13 +87,17 @@ class MatchingConfig:
     producer: str = "charity-matcher"
     timezone: str = DEFAULT_ZONE  # whose calendar counts a volunteer's weeks
     service_travel_km: float = SERVICE_TRAVEL_KM  # a service's reach when no one says
+    reserve: Reserve = field(default_factory=Reserve)  # capacity kept for urgent cases expected
 
     @classmethod
     def from_settings(cls, settings: Settings, topics: Topics) -> MatchingConfig:
         """The batch knobs the service's settings give (the service, replay and the CLI)."""
         return cls(topics=topics, candidates_per_item=settings.candidates_per_item,
                    time_limit_s=settings.solver_time_limit_s, workers=settings.solver_workers,
-                   timezone=settings.timezone, service_travel_km=settings.service_travel_km)
+                   timezone=settings.timezone, service_travel_km=settings.service_travel_km,
+                   reserve=Reserve(share=settings.reserve_share,
+                                   min_urgency=settings.reserve_min_urgency,
+                                   lookahead_h=settings.reserve_lookahead_h))
 
 
 @dataclass(frozen=True)
@@ -154,12 +159,16 @@ class LiveInputs:
     # Share of each grid's demand served, when the items are not all the shard's (a batch
     # narrowed to what changed scores as a whole batch would).
     coverage: dict[str, float] | None = None
+    # Urgent items expected soon (`matcher.domain.forecast`): never proposed for, they only
+    # keep capacity back from less urgent ones.
+    expected: list[dict[str, Any]] = field(default_factory=list)
 
 
 def read_live_inputs(store: Store, shard: str, now: datetime,
                      timezone: str = DEFAULT_ZONE,
                      service_travel_km: float = SERVICE_TRAVEL_KM,
-                     cache: LiveRows | None = None) -> LiveInputs:
+                     cache: LiveRows | None = None,
+                     reserve: Reserve | None = None) -> LiveInputs:
     """Only what can still be matched: items before their deadline, offers still live, and
     visits that still occupy a volunteer's future or count against this week's hours;
     nothing that grows with history. With the shard's `cache` (kept by the caller from
@@ -182,6 +191,10 @@ def read_live_inputs(store: Store, shard: str, now: datetime,
         limits=store.stated_limits_of(elsewhere),
         reach=ReachDefaults(partners=store.partner_reaches(),
                             service_travel_km=service_travel_km),
+        expected=[] if reserve is None or not reserve.active else [
+            item for item in expected_items(store.items_opened_between(
+                shard, *reserve.seen_between(now), min_urgency=reserve.min_urgency), reserve)
+            if item["deadline"] > now],
     )
 
 
@@ -283,6 +296,8 @@ class BatchPlan:
     config: MatchingConfig
     started: float
     full: FullOffers | None = None  # the rules on full offers, for items left without any
+    # Items whose eligible capacity is kept for urgent cases expected soon.
+    kept: frozenset[tuple[str, str]] = frozenset()
 
 
 def check_taken_offers(frames: Frames, inputs: LiveInputs, cands: Candidates,
@@ -324,16 +339,65 @@ def plan_batch(inputs: LiveInputs, config: MatchingConfig,
                solver: Any = solve) -> BatchPlan:
     """Frames -> candidates -> problem -> solution -> placement -> explanations; no I/O."""
     started = time.perf_counter()
-    frames = build_frames(inputs)
-    cands = find_candidates(frames, inputs, config)
+    kept, kept_from = set_aside_for_expected(inputs, config, solver)
+    frames = build_frames(kept)
+    cands = find_candidates(frames, kept, config)
     solution = solver(problem_of(frames, cands, config))
     allocations = place(frames, cands, solution)
     explained = explanations(cands, allocations, frames.supply, weight_vector(config.weights),
                              solution.status.value, unplaced_arcs(cands, solution, allocations))
-    full = check_taken_offers(frames, inputs, cands, allocations, config)
+    full = check_taken_offers(frames, kept, cands, allocations, config)
     return BatchPlan(inputs=inputs, frames=frames, cands=cands, solution=solution,
                      allocations=allocations, explanations=explained, config=config,
-                     started=started, full=full)
+                     started=started, full=full, kept=kept_from)
+
+
+def set_aside_for_expected(inputs: LiveInputs, config: MatchingConfig, solver: Any = solve
+                           ) -> tuple[LiveInputs, frozenset[tuple[str, str]]]:
+    """The inputs with the capacity that urgent items expected soon would win held back, as
+    if promised, and the real items that had an eligible share of it: the real and expected
+    items are planned together, each expected item's value weighted by
+    `config.reserve.share`, and what the expected ones get is set aside."""
+    if not inputs.expected or not config.reserve.active:
+        return inputs, frozenset()
+    trial = dataclasses.replace(inputs, items=[*inputs.items, *inputs.expected])
+    frames = build_frames(trial)
+    cands = find_candidates(frames, trial, config)
+    p = cands.pairs
+    expected = np.fromiter((is_expected(case) for case in frames.demand.case_id),
+                           dtype=np.bool_, count=len(frames.demand))
+    if not expected[p.d].any():
+        return inputs, frozenset()
+    cands = dataclasses.replace(cands, score=np.where(expected[p.d],
+                                                      cands.score * config.reserve.share,
+                                                      cands.score))
+    solution = solver(problem_of(frames, cands, config))
+    held = dict(inputs.held)
+    busy = {volunteer: list(visits) for volunteer, visits in inputs.busy.items()}
+    visits: list[tuple[str, float, float]] = []
+    volunteers = {code: name for name, code in frames.vocab.volunteers.items()}
+    supply = frames.supply
+    taken = np.zeros(len(supply), dtype=np.bool_)
+    for a in place(frames, cands, solution):
+        if not expected[p.d[a.arc]]:
+            continue
+        s = int(p.s[a.arc])
+        taken[s] = True
+        slot = int(supply.slot[s])
+        unit = (supply.offer_id[s], slot if slot >= 0 else None)
+        held[unit] = held.get(unit, 0.0) + a.amount
+        volunteer = int(supply.volunteer[s])
+        if volunteer >= 0 and a.start is not None and a.end is not None:
+            busy.setdefault(volunteers[volunteer], []).append((a.start, a.end))
+            visits.append((volunteers[volunteer], a.start, (a.end - a.start) / SECONDS_PER_HOUR))
+    given = dict(inputs.given)
+    for key, hours in hours_by_week(visits, inputs.timezone).items():
+        given[key] = given.get(key, 0.0) + hours
+    demand = frames.demand
+    kept_from = frozenset((demand.case_id[d], demand.item_id[d])
+                          for d in np.unique(p.d[taken[p.s] & ~expected[p.d]]).tolist())
+    return (dataclasses.replace(inputs, held=held, busy=busy, given=given, expected=[]),
+            kept_from)
 
 
 # --- step 7: recording ------------------------------------------------------------------------
@@ -532,10 +596,12 @@ def random_hex(count: int, size: int) -> list[str]:
 def record_unmatched(store: Store, items: Sequence[Mapping[str, Any]],
                      allocations: Sequence[Allocation], cands: Candidates, demand: Demand,
                      vocab: Vocabulary, config: MatchingConfig, now: datetime,
-                     full: FullOffers | None = None) -> int:
+                     full: FullOffers | None = None,
+                     kept: frozenset[tuple[str, str]] = frozenset()) -> int:
     """Give every item left open a reason; send an event only when the reason changed.
 
-    `full`: the rules on offers with no capacity left (see `check_taken_offers`).
+    `full`: the rules on offers with no capacity left (see `check_taken_offers`); `kept`:
+    items whose eligible capacity was kept for urgent cases expected soon.
     """
     p = cands.pairs
     competing = competing_urgency(cands, allocations).tolist()
@@ -561,7 +627,7 @@ def record_unmatched(store: Store, items: Sequence[Mapping[str, Any]],
         code, reason, by = unmatched_reason(
             row, demand, cands, bool(has_arcs[row]), float(assigned[row]),
             need_names[int(demand.need[row])], full=full, competing=competing[row],
-            earlier=earlier[row])
+            earlier=earlier[row], kept=key in kept)
         if previous.get(key) == (code, reason):
             continue
         changes.append((case_id, item_id, code, reason, by.value if by else None))
@@ -597,7 +663,7 @@ def record_batch(store: Store, plan: BatchPlan, *, check: bool = True) -> BatchR
                                  vocab=plan.frames.vocab, config=plan.config, now=now)
     unmatched = record_unmatched(store, plan.inputs.items, allocations, plan.cands,
                                  plan.frames.demand, plan.frames.vocab, plan.config, now,
-                                 full=plan.full)
+                                 full=plan.full, kept=plan.kept)
     solution = plan.solution
     more = more_to_find(plan, allocations) if proposals and unmatched else 0
     return BatchReport(

@@ -499,6 +499,21 @@ class Store:
         cache.items = rows
         return [row for _, row in rows.values()]
 
+    def items_opened_between(self, shard: str, start: datetime, end: datetime, *,
+                             min_urgency: int) -> list[dict[str, Any]]:
+        """Items of the shard's cases opened in [start, end) at least this urgent, whatever
+        became of them, as `live_items` gives rows (a forecast repeats them)."""
+        query = (
+            select(*(c for c in need_items.c if c.name != "status"), cases.c.grid_id,
+                   cast(cases.c.beneficiary, Text).label("beneficiary"), cases.c.opened_at,
+                   cases.c.version.label("case_version"))
+            .join(cases, cases.c.case_id == need_items.c.case_id)
+            .where(cases.c.shard == shard, cases.c.opened_at >= start, cases.c.opened_at < end,
+                   need_items.c.urgency >= min_urgency)
+            .order_by(need_items.c.case_id, need_items.c.item_id)
+        )
+        return self._decoded_items(query)
+
     def _decoded_items(self, query: Any) -> list[dict[str, Any]]:
         """Item rows with each case's beneficiary decoded once, narrowed to what matching
         reads."""

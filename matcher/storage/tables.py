@@ -133,6 +133,8 @@ cases = Table(
     Column("updated_at", UtcDateTime, nullable=False),
     Index("ix_cases_shard_status", "shard", "status"),
     Index("ix_cases_pseudonym", "pseudonym"),
+    # A forecast repeats the cases a shard opened at the same hours a week before.
+    Index("ix_cases_shard_opened_at", "shard", "opened_at"),
 )
 
 need_items = Table(

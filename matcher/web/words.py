@@ -47,6 +47,7 @@ TAKEN_BY = {
     "more_urgent_cases": N_("used for more urgent cases"),
     "as_urgent_better_placed": N_("used for cases as urgent and closer or better timed"),
     "earlier_commitments": N_("used for matches made earlier"),
+    "expected_urgent_cases": N_("kept for more urgent cases expected soon"),
 }
 # Eligibility rules a proposal passed.
 RULES = {
