@@ -10,6 +10,8 @@ One seeded event stream (`simulate_month`) is fed, event by event, to three poli
   (`match_shard`) on the dirty shards every `--every` events and at the end of each day;
 - the same engine with the nightly rebalance of the district at 02:00 (production
   settings: change penalty, move cap), on a second file (`--no-nightly` leaves it out);
+- with `--reserve-share S`, the engine keeping capacity for urgent cases expected soon at
+  share S (0: nothing kept) instead of its default, on a third file;
 - first-come-first-served greedy and urgency-first greedy from `plain.py`, which read the
   same events with their own plain eligibility code and keep their own ledgers, so neither
   shares the engine's candidates, frames or score.
@@ -243,7 +245,8 @@ def run_month(folder: Path, *, days: int, scale: float, every: int, seed: int,
               reach_mix: bool = False, reserve: Reserve | None = None) -> Month:
     """Feed a simulated month to every policy, each matching as continuous matching would;
     with `reach_mix`, partners state how their offers reach people (delivery, district...);
-    with `reserve`, one more engine keeps capacity back for urgent cases expected soon."""
+    with `reserve`, one more engine keeps capacity back for urgent cases expected soon as
+    `reserve` says (share 0: nothing), beside the engine's default."""
     district = build_district(seed=seed, reach_mix=reach_mix)
     start = datetime(START.year, START.month, START.day, tzinfo=UTC)
     clock = Clock(start - timedelta(days=1))
@@ -256,9 +259,9 @@ def run_month(folder: Path, *, days: int, scale: float, every: int, seed: int,
             trigger="nightly", requested_by="bench", config=RebalanceConfig(matching=config)),
             config))
     if reserve is not None:
-        variants.append(("reserve", f"engine, reserving for expected urgent cases "
-                         f"(share {reserve.share:g}, urgency >= {reserve.min_urgency})", None,
-                         dataclasses.replace(config, reserve=reserve)))
+        label = (f"engine, reserve share {reserve.share:g} (urgency >= {reserve.min_urgency})"
+                 if reserve.active else "engine keeping nothing back for expected cases")
+        variants.append(("reserve", label, None, dataclasses.replace(config, reserve=reserve)))
     engines = [EngineSide(MatchingEngine(db=open_database(folder / f"{name}.db"),
                                          topics=topics, matching=matching, clock=clock),
                           name=label, nightly=options)
@@ -535,19 +538,19 @@ def main(argv: Iterable[str] | None = None) -> None:
                         help="CP-SAT time for the hindsight plan (0 leaves it out)")
     parser.add_argument("--reach-mix", action="store_true",
                         help="partners state their reach (the simulator's realistic mix)")
-    parser.add_argument("--reserve-share", type=float, default=0.0,
+    parser.add_argument("--reserve-share", type=float, default=None,
                         help="also run an engine keeping capacity for urgent cases expected "
-                             "soon, an expected case worth this share of a real one")
-    parser.add_argument("--reserve-urgency", type=int, default=4,
+                             "soon at this share of a real case's value (0: nothing kept)")
+    parser.add_argument("--reserve-urgency", type=int, default=Reserve.min_urgency,
                         help="with --reserve-share: how urgent an expected case is (1-5)")
-    parser.add_argument("--reserve-lookahead-h", type=float, default=24.0,
+    parser.add_argument("--reserve-lookahead-h", type=float, default=Reserve.lookahead_h,
                         help="with --reserve-share: cases expected within this many hours")
-    parser.add_argument("--reserve-days-back", type=int, default=7,
+    parser.add_argument("--reserve-days-back", type=int, default=Reserve.days_back,
                         help="with --reserve-share: the forecast repeats this many days ago")
     args = parser.parse_args(None if argv is None else list(argv))
     reserve = Reserve(share=args.reserve_share, min_urgency=args.reserve_urgency,
                       lookahead_h=args.reserve_lookahead_h, days_back=args.reserve_days_back
-                      ) if args.reserve_share > 0 else None
+                      ) if args.reserve_share is not None else None
 
     args.folder.mkdir(parents=True, exist_ok=True)
     month = run_month(args.folder, days=args.days, scale=args.scale, every=args.every,

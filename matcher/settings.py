@@ -111,10 +111,10 @@ class Settings(BaseSettings):
         description="How far people travel to a service with a place, when neither the offer, "
         "its partner nor a node up the hierarchy says how it reaches people.")
     reserve_share: float = Field(
-        default=0.0, ge=0, lt=1,
+        default=0.9, ge=0, lt=1,
         description="Capacity a batch keeps for urgent cases expected soon (last week's at the "
         "same hours): what an expected case is worth against a real one; 0 keeps nothing.")
-    reserve_min_urgency: int = Field(default=4, ge=1, le=5,
+    reserve_min_urgency: int = Field(default=3, ge=1, le=5,
                                      description="How urgent (1-5) an expected case is.")
     reserve_lookahead_h: float = Field(
         default=24.0, gt=0, le=168, description="Cases expected within this many hours.")

@@ -87,7 +87,8 @@ def test_a_real_urgent_case_takes_what_was_kept_and_expected_cases_are_never_pro
 
 def test_nothing_is_kept_without_last_weeks_cases_or_below_the_urgency(db: Engine) -> None:
     engine, clock = engine_with(db, 0.9)
-    feed(engine, nursing_case("last-week", urgency=3, vulnerability=5, hours_ago=WEEK_H))
+    feed(engine, nursing_case("last-week", urgency=Reserve().min_urgency - 1, vulnerability=5,
+                              hours_ago=WEEK_H))
     clock.now = MORNING
     feed(engine, f.volunteer_offer("v1", "p1", skills=["nursing"], start=9, end=11),
          nursing_case("calm", urgency=1, vulnerability=1))

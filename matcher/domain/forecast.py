@@ -28,9 +28,10 @@ class Reserve:
     """How much capacity a batch keeps for urgent cases expected soon."""
 
     # What an expected item is worth against a real one: 0 keeps nothing back; below 1, so a
-    # real case as urgent and as well placed always wins.
-    share: float = 0.0
-    min_urgency: int = 4  # only cases this urgent (1-5) are expected
+    # real case as urgent and as well placed always wins. 0.9 and urgency 3 served the most
+    # on a simulated month (benchmarks/README.md).
+    share: float = 0.9
+    min_urgency: int = 3  # only cases this urgent (1-5) are expected
     lookahead_h: float = 24.0  # cases expected to arrive within this many hours
     days_back: int = 7  # the forecast is the same hours this many days before
 

@@ -155,13 +155,15 @@ def freed_volunteers(before: LiveInputs, inputs: LiveInputs) -> set[str]:
 
 
 def narrowed(inputs: LiveInputs, keys: Iterable[ItemKey], needs: OfferNeeds) -> LiveInputs:
-    """The inputs of a batch over these items only, and the offers giving what they ask for
-    (`needs`: what each offer gives). Grid coverage stays the whole shard's, so scores are
-    those of a whole batch."""
+    """The inputs of a batch over these items only, the offers giving what they ask for
+    (`needs`: what each offer gives) and the cases expected soon asking for the same. Grid
+    coverage stays the whole shard's, so scores are those of a whole batch."""
     wanted = set(keys)
     items = [i for i in inputs.items if (i["case_id"], i["item_id"]) in wanted]
     asked = {i["need"].lower() for i in items}
     offers = [o for o in inputs.offers if not asked.isdisjoint(needs[o.offer_id][1])]
     whole = inputs.coverage if inputs.coverage is not None else coverage(inputs.items,
                                                                           inputs.served)
-    return dataclasses.replace(inputs, items=items, offers=offers, coverage=whole)
+    expected = [i for i in inputs.expected if i["need"].lower() in asked]
+    return dataclasses.replace(inputs, items=items, offers=offers, coverage=whole,
+                               expected=expected)
