@@ -467,14 +467,7 @@ class Store:
         `cache`, rows whose case has the same version come from it (see `LiveRows`)."""
         live = (need_items.c.status == "open", cases.c.status == "open",
                 cases.c.shard == shard, need_items.c.deadline > now)
-        query = (
-            select(*(c for c in need_items.c if c.name != "status"), cases.c.grid_id,
-                   cast(cases.c.beneficiary, Text).label("beneficiary"), cases.c.opened_at,
-                   cases.c.version.label("case_version"))
-            .join(cases, cases.c.case_id == need_items.c.case_id)
-            .where(*live)
-            .order_by(need_items.c.case_id, need_items.c.item_id)
-        )
+        query = _item_rows(*live)
         if cache is None:
             return self._decoded_items(query)
         keys = self.conn.execute(
@@ -503,16 +496,9 @@ class Store:
                              min_urgency: int) -> list[dict[str, Any]]:
         """Items of the shard's cases opened in [start, end) at least this urgent, whatever
         became of them, as `live_items` gives rows (a forecast repeats them)."""
-        query = (
-            select(*(c for c in need_items.c if c.name != "status"), cases.c.grid_id,
-                   cast(cases.c.beneficiary, Text).label("beneficiary"), cases.c.opened_at,
-                   cases.c.version.label("case_version"))
-            .join(cases, cases.c.case_id == need_items.c.case_id)
-            .where(cases.c.shard == shard, cases.c.opened_at >= start, cases.c.opened_at < end,
-                   need_items.c.urgency >= min_urgency)
-            .order_by(need_items.c.case_id, need_items.c.item_id)
-        )
-        return self._decoded_items(query)
+        return self._decoded_items(_item_rows(
+            cases.c.shard == shard, cases.c.opened_at >= start, cases.c.opened_at < end,
+            need_items.c.urgency >= min_urgency))
 
     def _decoded_items(self, query: Any) -> list[dict[str, Any]]:
         """Item rows with each case's beneficiary decoded once, narrowed to what matching
@@ -924,6 +910,19 @@ def _dicts(result: Result[Any]) -> list[dict[str, Any]]:
     """Rows as dicts, keyed once per result: a row's own mapping costs more than reading it."""
     keys = list(result.keys())
     return [dict(zip(keys, row, strict=True)) for row in result]
+
+
+def _item_rows(*conditions: Any) -> Any:
+    """Item rows as a batch reads them, with their case's grid, beneficiary, opening and
+    version (not the item's status), of the items meeting the conditions, ordered by case."""
+    return (
+        select(*(c for c in need_items.c if c.name != "status"), cases.c.grid_id,
+               cast(cases.c.beneficiary, Text).label("beneficiary"), cases.c.opened_at,
+               cases.c.version.label("case_version"))
+        .join(cases, cases.c.case_id == need_items.c.case_id)
+        .where(*conditions)
+        .order_by(need_items.c.case_id, need_items.c.item_id)
+    )
 
 
 def _chunks(ids: Sequence[str], size: int = 5000) -> Iterator[Sequence[str]]:
