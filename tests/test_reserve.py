@@ -85,6 +85,17 @@ def test_a_real_urgent_case_takes_what_was_kept_and_expected_cases_are_never_pro
     assert not any(p["case_id"].startswith(EXPECTED_PREFIX) for p in proposed(db))
 
 
+def test_a_weekly_case_that_has_come_is_not_expected_again(db: Engine) -> None:
+    engine, clock = engine_with(db, 0.9)
+    a_week_of_history(engine, clock)
+    # The same person's case of this week, calmer: it is what last week's case foretold.
+    again = nursing_case("this-week", urgency=1, vulnerability=1)
+    again["payload"]["beneficiary"]["pseudonym"] = "ben-last-week"
+    feed(engine, again)
+    engine.match_shard(f.CENTRE)
+    assert [p["case_id"] for p in proposed(db)] == ["this-week"]
+
+
 def test_nothing_is_kept_without_last_weeks_cases_or_below_the_urgency(db: Engine) -> None:
     engine, clock = engine_with(db, 0.9)
     feed(engine, nursing_case("last-week", urgency=Reserve().min_urgency - 1, vulnerability=5,

@@ -42,7 +42,7 @@ from matcher.domain.explain import (
     held_earlier,
     unmatched_reason,
 )
-from matcher.domain.forecast import Reserve, expected_items, is_expected
+from matcher.domain.forecast import Reserve, expected_items, is_expected, not_yet_come
 from matcher.domain.frames import (
     Demand,
     Supply,
@@ -181,9 +181,10 @@ def read_live_inputs(store: Store, shard: str, now: datetime,
     # The limits live offers state are read from them when frames are built; only the other
     # offers giving this week's hours are read for theirs.
     elsewhere = {visit.offer_id for visit in given} - {offer.offer_id for offer in offers}
+    items = store.live_items(shard, now=now, cache=cache)
     return LiveInputs(
         shard=shard, now=now, nodes={node.node_id: node for node in store.all_nodes()},
-        items=store.live_items(shard, now=now, cache=cache), offers=offers,
+        items=items, offers=offers,
         served=served, held=store.held_by_offer(shard, now=now),
         busy=store.promised_visits(now=now), history=store.volunteer_history(shard, now=now),
         excluded=excluded,
@@ -192,8 +193,9 @@ def read_live_inputs(store: Store, shard: str, now: datetime,
         reach=ReachDefaults(partners=store.partner_reaches(),
                             service_travel_km=service_travel_km),
         expected=[] if reserve is None or not reserve.active else [
-            item for item in expected_items(store.items_opened_between(
-                shard, *reserve.seen_between(now), min_urgency=reserve.min_urgency), reserve)
+            dict(item) for item in not_yet_come(expected_items(store.items_opened_between(
+                shard, *reserve.seen_between(now), min_urgency=reserve.min_urgency), reserve),
+                items)
             if item["deadline"] > now],
     )
 
@@ -337,7 +339,8 @@ def check_taken_offers(frames: Frames, inputs: LiveInputs, cands: Candidates,
 
 def plan_batch(inputs: LiveInputs, config: MatchingConfig,
                solver: Any = solve) -> BatchPlan:
-    """Frames -> candidates -> problem -> solution -> placement -> explanations; no I/O."""
+    """Frames -> candidates -> problem -> solution -> placement -> explanations, after
+    setting aside what urgent cases expected soon would win; no I/O."""
     started = time.perf_counter()
     kept, kept_from = set_aside_for_expected(inputs, config, solver)
     frames = build_frames(kept)
