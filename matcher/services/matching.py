@@ -735,7 +735,8 @@ def run_batch(store: Store, shard: str, config: MatchingConfig, now: datetime) -
     """The whole batch through one store (tests and tools; the engine splits read, plan and
     record across transactions)."""
     started = time.perf_counter()
-    inputs = read_live_inputs(store, shard, now, config.timezone, config.service_travel_km)
+    inputs = read_live_inputs(store, shard, now, config.timezone, config.service_travel_km,
+                              reserve=config.reserve)
     return with_read_time(record_batch(store, plan_batch(inputs, config), check=False),
                           time.perf_counter() - started)
 
