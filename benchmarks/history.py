@@ -22,7 +22,10 @@ rolled back:
   its history, so the live batch's own growth can be told apart from history's;
 - **all history**: the same pipeline fed by the reads a batch made before it read live state
   only (every open item, every active offer, every holding proposal, every promised visit),
-  to show what the live reads avoid.
+  to show what the live reads avoid;
+- **keeping capacity**: the live batch with the urgent cases expected soon planned beside the
+  real ones (last week's, so from day 8 on), as the engine's batches do by default; the other
+  probes leave them out, so they compare as they did before.
 
 Progress goes to stderr, the table to stdout (and to `--markdown`).
 """
@@ -87,6 +90,8 @@ class Probe:
     archived_total_s: float
     history_read_s: float
     history_total_s: float
+    expected: int = 0  # urgent cases expected soon (a week's history needed)
+    reserve_total_s: float = 0.0  # the live batch keeping capacity for them
 
 
 def history_inputs(store: Store, shard: str, now: datetime) -> LiveInputs:
@@ -126,6 +131,9 @@ def timed_probe(engine: MatchingEngine, day: int, now: datetime, folder: Path,
             store, SHARD, now, cache=caches.pop()), config)
         history_read, history_total, _ = best_of(
             repeats, lambda: history_inputs(store, SHARD, now), config)
+        _, reserve_total, _ = best_of(repeats, lambda: read_live_inputs(
+            store, SHARD, now, reserve=config.reserve), config)
+        expected = len(read_live_inputs(store, SHARD, now, reserve=config.reserve).expected)
         live = read_live_inputs(store, SHARD, now)
         old = history_inputs(store, SHARD, now)
         arcs = len(plan_batch(live, config).cands)
@@ -142,7 +150,8 @@ def timed_probe(engine: MatchingEngine, day: int, now: datetime, folder: Path,
                  all_offers=len(old.offers), arcs=arcs, live_read_s=live_read,
                  live_total_s=live_total, live_solve_s=live_solve, warm_total_s=warm_total,
                  archived_total_s=archived_total, history_read_s=history_read,
-                 history_total_s=history_total)
+                 history_total_s=history_total, expected=expected,
+                 reserve_total_s=reserve_total)
 
 
 def archived_copy(source: Path, target: Path, now: datetime) -> Engine:
@@ -250,12 +259,13 @@ def table(probes: list[Probe], load: tuple[float, float, float], when: datetime)
     lines = [
         "| day | proposals ever | live items / offers | all open items / active offers | "
         "arcs | live: read / solve / batch (s) | live, warm cache (s) | archived copy (s) | "
-        "all history: read / batch (s) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "all history: read / batch (s) | expected cases | live, keeping capacity for them (s) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         *(f"| {p.day} | {p.history_proposals:,} | {p.live_items:,} / {p.live_offers:,} | "
           f"{p.all_items:,} / {p.all_offers:,} | {p.arcs:,} | {p.live_read_s:.3f} / "
           f"{p.live_solve_s:.3f} / {p.live_total_s:.3f} | {p.warm_total_s:.3f} | "
-          f"{p.archived_total_s:.3f} | {p.history_read_s:.3f} / {p.history_total_s:.3f} |"
+          f"{p.archived_total_s:.3f} | {p.history_read_s:.3f} / {p.history_total_s:.3f} | "
+          f"{p.expected:,} | {p.reserve_total_s:.3f} |"
           for p in probes),
     ]
     if len(probes) > 1:
