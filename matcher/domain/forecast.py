@@ -58,13 +58,13 @@ def expected_items(seen: Iterable[Mapping[str, Any]], reserve: Reserve
              **{name: row[name] + shift for name in _MOMENTS}} for row in seen]
 
 
-def not_yet_come(expected: Iterable[Mapping[str, Any]], live: Iterable[Mapping[str, Any]]
-                 ) -> list[Mapping[str, Any]]:
-    """The expected items whose beneficiary has no live item asking for the same: a weekly
-    case that has come already is not expected again."""
+def still_to_come(expected: Iterable[dict[str, Any]], live: Iterable[Mapping[str, Any]],
+                  now: datetime) -> list[dict[str, Any]]:
+    """The expected items before their deadline whose beneficiary has no live item asking
+    for the same: a weekly case that has come already is not expected again."""
     come = {(item["beneficiary"].get("pseudonym"), item["need"].lower()) for item in live}
-    return [item for item in expected
-            if (item["beneficiary"].get("pseudonym"), item["need"].lower()) not in come]
+    return [item for item in expected if item["deadline"] > now
+            and (item["beneficiary"].get("pseudonym"), item["need"].lower()) not in come]
 
 
 def is_expected(case_id: str) -> bool:

@@ -42,7 +42,7 @@ from matcher.domain.explain import (
     held_earlier,
     unmatched_reason,
 )
-from matcher.domain.forecast import Reserve, expected_items, is_expected, not_yet_come
+from matcher.domain.forecast import Reserve, expected_items, is_expected, still_to_come
 from matcher.domain.frames import (
     Demand,
     Supply,
@@ -192,11 +192,10 @@ def read_live_inputs(store: Store, shard: str, now: datetime,
         limits=store.stated_limits_of(elsewhere),
         reach=ReachDefaults(partners=store.partner_reaches(),
                             service_travel_km=service_travel_km),
-        expected=[] if reserve is None or not reserve.active else [
-            dict(item) for item in not_yet_come(expected_items(store.items_opened_between(
+        expected=[] if reserve is None or not reserve.active else still_to_come(
+            expected_items(store.items_opened_between(
                 shard, *reserve.seen_between(now), min_urgency=reserve.min_urgency), reserve),
-                items)
-            if item["deadline"] > now],
+            items, now),
     )
 
 
