@@ -186,7 +186,13 @@ def log4j2_config(log_file: Path) -> str:
 
 def new_cluster_id() -> str:
     """A Kafka cluster id: a random UUID as 22 characters of unpadded URL-safe base64."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode("ascii")
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode("ascii")
+        # One id in 64 starts with "-", which the storage tool's argument parser takes for an
+        # option and then reports "-t" as missing its value; Kafka's own Uuid.randomUuid
+        # draws again for the same reason.
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 # ---------------------------------------------------------------------------- the broker

@@ -92,6 +92,13 @@ def test_cluster_id_is_22_chars_of_url_safe_base64() -> None:
     assert set(cluster_id) <= set(string.ascii_letters + string.digits + "-_")
 
 
+def test_cluster_id_never_starts_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 0xF8 encodes to "-" in URL-safe base64; the storage tool would read it as an option.
+    draws = iter([uuid.UUID(bytes=b"\xf8" + bytes(15)), uuid.UUID(bytes=b"\x10" + bytes(15))])
+    monkeypatch.setattr(uuid, "uuid4", lambda: next(draws))
+    assert new_cluster_id() == "EAAAAAAAAAAAAAAAAAAAAA"
+
+
 def test_jar_cache_can_be_shared(tmp_path: Path) -> None:
     shared = tmp_path / "shared-libs"
     assert LocalKafka(_settings(tmp_path / "home"), libs_dir=shared).libs_dir == shared
