@@ -108,8 +108,9 @@ def _check_servable(store: Store, proposal: ProposalRow, now: datetime) -> None:
 
 
 def _held(store: Store, proposal: ProposalRow) -> float:
-    """Capacity of the proposal's offer (and slot) held by holding proposals."""
-    held = store.held_by_offer(proposal.shard)
+    """Capacity of the proposal's offer (and slot) held by holding proposals (read by the
+    offer's index: approving costs the same however long the shard's history)."""
+    held = store.held_for_offers([proposal.offer_id])
     return held.get((proposal.offer_id, proposal.slot), 0.0)
 
 

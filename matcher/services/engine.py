@@ -31,6 +31,7 @@ from matcher.services.matching import (
 from matcher.services.outbound import queue
 from matcher.services.settled import Settled, items_to_match, narrowed, needs_of, settle
 from matcher.solver import Status
+from matcher.storage.holdings import Holdings
 from matcher.storage.store import LiveRows, OutboxRow, Store, snapshot, unit_of_work
 from schemas.common import Level
 from schemas.internal import ShardChange, ShardChanged
@@ -100,6 +101,7 @@ class MatchingEngine:
     _dirty_lock: threading.Lock = field(default_factory=threading.Lock)
     # Each shard's live rows as its last batch read them (only its batches touch them).
     _live_rows: dict[str, LiveRows] = field(default_factory=dict)
+    _holdings: dict[str, Holdings] = field(default_factory=dict)
     # What each shard's last batch left settled; its next batch looks only at what changed
     # since (see `settled`).
     _settled: dict[str, Settled] = field(default_factory=dict)
@@ -215,7 +217,8 @@ class MatchingEngine:
             inputs = read_live_inputs(store, shard, now, self.matching.timezone,
                                       self.matching.service_travel_km,
                                       cache=self._live_rows.setdefault(shard, LiveRows()),
-                                      reserve=self.matching.reserve)
+                                      reserve=self.matching.reserve,
+                                      holdings=self._holdings.setdefault(shard, Holdings()))
         read_s = time.perf_counter() - started
         previous = self._settled.pop(shard, None)
         needs = needs_of(inputs.offers, previous.needs if previous is not None else None)

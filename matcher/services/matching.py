@@ -66,6 +66,7 @@ from matcher.domain.weeks import (
 from matcher.services.outbound import envelope_json, event_ids, outbox_row
 from matcher.settings import Settings
 from matcher.solver import Problem, Solution, Status, solve
+from matcher.storage.holdings import Holdings, proposal_sums
 from matcher.storage.store import LiveRows, NodeRow, OfferRow, Store, hours_given
 from schemas.matches import ProposalStatus
 from schemas.topics import Topics
@@ -168,27 +169,28 @@ def read_live_inputs(store: Store, shard: str, now: datetime,
                      timezone: str = DEFAULT_ZONE,
                      service_travel_km: float = SERVICE_TRAVEL_KM,
                      cache: LiveRows | None = None,
-                     reserve: Reserve | None = None) -> LiveInputs:
+                     reserve: Reserve | None = None,
+                     holdings: Holdings | None = None) -> LiveInputs:
     """Only what can still be matched: items before their deadline, offers still live, and
     visits that still occupy a volunteer's future or count against this week's hours;
     nothing that grows with history. With the shard's `cache` (kept by the caller from
     batch to batch), item and offer rows whose version has not changed are not decoded
-    again."""
+    again; with its `holdings`, only the proposals written since its last batch are read."""
     this_week = week_start(week_of(now, timezone), timezone)
     offers = store.active_offers(shard, now=now, cache=cache)
-    given = store.given_visits(since=this_week)
-    served, excluded = store.served_and_excluded(shard, now=now)
+    items = store.live_items(shard, now=now, cache=cache)
+    sums = proposal_sums(store, shard, now=now, since=this_week) if holdings is None else \
+        holdings.read(store, now=now, since=this_week,
+                      offer_ids=[o.offer_id for o in offers], items=items)
     # The limits live offers state are read from them when frames are built; only the other
     # offers giving this week's hours are read for theirs.
-    elsewhere = {visit.offer_id for visit in given} - {offer.offer_id for offer in offers}
-    items = store.live_items(shard, now=now, cache=cache)
+    elsewhere = {visit.offer_id for visit in sums.given} - {offer.offer_id for offer in offers}
     return LiveInputs(
         shard=shard, now=now, nodes={node.node_id: node for node in store.all_nodes()},
         items=items, offers=offers,
-        served=served, held=store.held_by_offer(shard, now=now),
-        busy=store.promised_visits(now=now), history=store.volunteer_history(shard, now=now),
-        excluded=excluded,
-        given=hours_by_week(hours_given(given), timezone), timezone=timezone,
+        served=sums.served, held=sums.held, busy=sums.busy, history=sums.history,
+        excluded=sums.excluded,
+        given=hours_by_week(hours_given(sums.given), timezone), timezone=timezone,
         limits=store.stated_limits_of(elsewhere),
         reach=ReachDefaults(partners=store.partner_reaches(),
                             service_travel_km=service_travel_km),

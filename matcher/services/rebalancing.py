@@ -43,7 +43,7 @@ from matcher.services.rebalance_report import build_report, write_report_files
 from matcher.settings import Settings
 from matcher.storage.coordination import CoordinationStore
 from matcher.storage.rebalance_tables import RebalanceStore
-from matcher.storage.store import HOLDING, Store, unit_of_work
+from matcher.storage.store import HOLDING, Store, next_revision, unit_of_work
 from matcher.storage.tables import audit_log, outbox, proposals
 from schemas.matches import MatchRevoked, ProposalStatus
 from schemas.matches import Revocation as RevocationPayload
@@ -305,7 +305,8 @@ def _revoke(store: Store, revocation: Revocation, config: MatchingConfig, now: d
             update(proposals).where(and_(proposals.c.proposal_id == q.proposal_id,
                                          proposals.c.status == q.status))
             .values(status=ProposalStatus.REVOKED.value, decided_at=now,
-                    decision_reason=reason[:500])).rowcount == 1
+                    decision_reason=reason[:500],
+                    revision=next_revision(store.conn))).rowcount == 1
     if not claimed:
         raise StalePlan(f"proposal {q.proposal_id} changed since the snapshot")
     event = MatchRevoked(

@@ -23,6 +23,7 @@ from sqlalchemy import (
     update,
 )
 
+from matcher.storage.store import next_revision
 from matcher.storage.tables import UtcDateTime, metadata, nodes, proposals
 from schemas.matches import ProposalStatus
 
@@ -185,7 +186,8 @@ class CoordinationStore:
         """Move a still-proposed proposal to `status`; False if someone decided it first."""
         # The status condition makes a decision apply once even under concurrent doors.
         values: dict[str, Any] = {"status": status.value, "decided_at": at,
-                                  "decided_by": by, "decision_reason": reason}
+                                  "decided_by": by, "decision_reason": reason,
+                                  "revision": next_revision(self.conn)}
         result = self.conn.execute(
             update(proposals)
             .where(and_(proposals.c.proposal_id == proposal_id,

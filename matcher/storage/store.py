@@ -38,6 +38,7 @@ from matcher.storage.tables import (
     offers,
     outbox,
     partners,
+    proposal_revision,
     proposals,
 )
 from schemas.matches import ProposalStatus
@@ -541,11 +542,14 @@ class Store:
 
     def add_proposal(self, **values: Any) -> None:
         """Store a new proposal."""
-        self.conn.execute(insert(proposals).values(**values))
+        self.conn.execute(insert(proposals).values(**values,
+                                                   revision=next_revision(self.conn)))
 
     def add_proposals(self, rows: Sequence[dict[str, Any]]) -> None:
         """Store many new proposals at once (each row as for `add_proposal`, same keys)."""
-        insert_many(self.conn, proposals, rows)
+        if rows:
+            revision = next_revision(self.conn)
+            insert_many(self.conn, proposals, [{**row, "revision": revision} for row in rows])
 
     def proposal(self, proposal_id: str) -> ProposalRow | None:
         """The proposal with this id, if known."""
@@ -595,13 +599,15 @@ class Store:
         if moves:
             self.conn.execute(update(proposals).where(
                 proposals.c.offer_id == offer_id, proposals.c.slot.in_(list(moves))).values(
-                slot=sql_case(dict(moves), value=proposals.c.slot)))
+                slot=sql_case(dict(moves), value=proposals.c.slot),
+                revision=next_revision(self.conn)))
 
     def set_proposal_status(self, proposal_id: str, status: ProposalStatus, *,
                             at: datetime, by: str | None = None, reason: str | None = None,
                             delivered: float | None = None) -> None:
         """Move a proposal to a new status, recording who and why."""
-        values: dict[str, Any] = {"status": status.value, "decided_at": at}
+        values: dict[str, Any] = {"status": status.value, "decided_at": at,
+                                  "revision": next_revision(self.conn)}
         if by is not None:
             values["decided_by"] = by
         if reason is not None:
@@ -702,6 +708,37 @@ class Store:
                     .group_by(owner, part)):
                 sums[first, second] = float(amount)
         return sums
+
+    def turned_down_for_cases(self, case_ids: Sequence[str]) -> set[tuple[str, str, str]]:
+        """(case, item, offer) triples of these cases a coordinator turned down."""
+        return {(case_id, item_id, offer_id) for chunk in _chunks(case_ids)
+                for case_id, item_id, offer_id in self.conn.execute(
+                    select(proposals.c.case_id, proposals.c.item_id, proposals.c.offer_id)
+                    .where(proposals.c.case_id.in_(chunk),
+                           proposals.c.status == ProposalStatus.REJECTED.value))}
+
+    def met_volunteers(self, beneficiaries: Sequence[str]) -> set[tuple[str, str]]:
+        """(beneficiary, volunteer) pairs of these beneficiaries that met in an approved or
+        done visit."""
+        return {(ben, vol) for chunk in _chunks(beneficiaries)
+                for ben, vol in self.conn.execute(
+                    select(proposals.c.beneficiary, proposals.c.volunteer_id).where(
+                        proposals.c.beneficiary.in_(chunk), proposals.c.kind == "volunteer",
+                        proposals.c.status.in_([ProposalStatus.APPROVED.value,
+                                                ProposalStatus.FULFILLED.value]),
+                        proposals.c.volunteer_id.is_not(None)).distinct())}
+
+    def proposals_revision(self) -> int:
+        """The revision of the last write of proposals this transaction sees."""
+        return proposals_revision(self.conn)
+
+    def proposals_changed_since(self, revision: int
+                                ) -> list[tuple[str, str, str | None, str | None]]:
+        """(offer, case, volunteer, beneficiary) of each proposal written after `revision`."""
+        return [(offer_id, case_id, volunteer_id, beneficiary)
+                for offer_id, case_id, volunteer_id, beneficiary in self.conn.execute(
+                    select(proposals.c.offer_id, proposals.c.case_id, proposals.c.volunteer_id,
+                           proposals.c.beneficiary).where(proposals.c.revision > revision))]
 
     def holding_volunteer_visits(self) -> list[ProposalRow]:
         """Volunteer visits promised (proposed or approved), with their time windows."""
@@ -923,6 +960,19 @@ def _item_rows(*conditions: Any) -> Any:
         .where(*conditions)
         .order_by(need_items.c.case_id, need_items.c.item_id)
     )
+
+
+def next_revision(conn: Connection) -> int:
+    """The revision for a write of proposals in this transaction (see `proposal_revision`):
+    taking it locks the counter until the transaction ends."""
+    return int(conn.execute(update(proposal_revision).values(
+        revision=proposal_revision.c.revision + 1).returning(
+        proposal_revision.c.revision)).scalar_one())
+
+
+def proposals_revision(conn: Connection) -> int:
+    """The revision of the last write of proposals this transaction sees."""
+    return int(conn.execute(select(proposal_revision.c.revision)).scalar_one())
 
 
 def _chunks(ids: Sequence[str], size: int = 5000) -> Iterator[Sequence[str]]:

@@ -190,6 +190,9 @@ proposals = Table(
     # read by index instead of decoding offers and cases.
     Column("volunteer_id", String(80), nullable=True),
     Column("beneficiary", String(80), nullable=True),
+    # The revision of the write that last changed the row (`proposal_revision`): a batch
+    # reads only the rows changed since its last one.
+    Column("revision", BigInteger, nullable=False, server_default="0"),
     Index("ix_proposals_item", "case_id", "item_id"),
     Index("ix_proposals_visits", "kind", "status", "window_end"),
     Index("ix_proposals_beneficiary", "beneficiary", "kind"),
@@ -197,6 +200,17 @@ proposals = Table(
     Index("ix_proposals_shard_status", "shard", "status"),
     # The partner door lists a partner's latest proposals.
     Index("ix_proposals_partner_created", "partner_id", "created_at"),
+    Index("ix_proposals_revision", "revision"),
+)
+
+# One row counting the writes of proposals. A write takes the next revision by updating the
+# row, which holds its lock until the transaction ends, so revisions become visible in the
+# order they were taken: a reader that sees revision N has seen every write up to N.
+proposal_revision = Table(
+    "proposal_revision",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("revision", BigInteger, nullable=False),
 )
 
 audit_log = Table(
