@@ -3,6 +3,8 @@ what it reads through the shard's cache is exactly what a fresh read gives."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from sqlalchemy import Engine
 
 from matcher.services.engine import MatchingEngine
@@ -45,3 +47,31 @@ def test_rows_read_through_the_cache_equal_a_fresh_read_after_every_kind_of_chan
     with unit_of_work(sqlite_db) as store:
         store.set_unmatched("c3", "i2", code="no_offer", reason="nothing offered")
     same_as_fresh()
+
+
+def test_a_new_limit_on_an_offer_that_is_over_counts_through_the_cache(
+        sqlite_db: Engine) -> None:
+    """An offer whose hours are over still gives this week's hours, so its stated weekly
+    limit counts; the partner lowering it is read at the next batch."""
+    now = [NOW]
+    engine = MatchingEngine(db=sqlite_db, topics=Topics("t"), clock=lambda: now[0])
+    for event in [*f.hierarchy(), f.partner("p1"), f.volunteer_offer("v1", "p1", hours=6),
+                  f.case("c1", items=[f.item("i1", quantity=2, start=9, end=12)])]:
+        engine.ingest(f.parse(event), topic="test")
+    engine.match_shard(f.CENTRE)
+    now[0] = NOW + timedelta(hours=13)  # the offer's availability is over
+    cache = LiveRows()
+
+    def limits() -> dict[str, float]:
+        with snapshot(sqlite_db) as store:
+            cached = read_live_inputs(store, f.CENTRE, now[0], cache=cache)
+            assert cached == read_live_inputs(store, f.CENTRE, now[0])
+        assert not cached.offers
+        return cached.limits
+
+    assert limits() == {"vol-v1": 6.0}
+    engine.ingest(f.parse(f.volunteer_offer("v1", "p1", hours=2, version=2,
+                                            event_type="offer.updated")), topic="test")
+    assert limits() == {"vol-v1": 2.0}
+    engine.ingest(f.parse(f.withdrawal("v1", "p1", version=3)), topic="test")
+    assert limits() == {}

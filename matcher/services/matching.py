@@ -191,7 +191,7 @@ def read_live_inputs(store: Store, shard: str, now: datetime,
         served=sums.served, held=sums.held, busy=sums.busy, history=sums.history,
         excluded=sums.excluded,
         given=hours_by_week(hours_given(sums.given), timezone), timezone=timezone,
-        limits=store.stated_limits_of(elsewhere),
+        limits=store.stated_limits_of(elsewhere, cache),
         reach=ReachDefaults(partners=store.partner_reaches(),
                             service_travel_km=service_travel_km),
         expected=[] if reserve is None or not reserve.active else still_to_come(

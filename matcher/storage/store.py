@@ -96,6 +96,8 @@ class LiveRows:
 
     items: dict[tuple[str, str], tuple[int, dict[str, Any]]] = field(default_factory=dict)
     offers: dict[str, OfferRow] = field(default_factory=dict)
+    # (version, volunteer, weekly hour limit) of the other offers giving this week's hours.
+    limits: dict[str, tuple[int, str | None, float | None]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -791,19 +793,35 @@ class Store:
                 for each in queries
                 for volunteer, offer, start, hours in self.conn.execute(each)]
 
-    def stated_limits_of(self, offer_ids: Iterable[str]) -> dict[str, float]:
+    def stated_limits_of(self, offer_ids: Iterable[str], cache: LiveRows | None = None
+                         ) -> dict[str, float]:
         """The lowest weekly hour limit each volunteer states on these of their offers that
-        are still active (read from the payloads in the database: no payload is decoded)."""
+        are still active (read from the payloads in the database: no payload is decoded).
+        With a `cache`, only the versions are read, and the limits of versions not seen."""
+        ids = sorted(set(offer_ids))
+        if cache is None:
+            return _lowest_per_volunteer(self._stated_limits(ids).values())
+        versions = self.offer_versions(ids)
+        known = cache.limits
+        fresh = self._stated_limits([offer_id for offer_id, version in versions.items()
+                                     if known.get(offer_id, (None,))[0] != version])
+        cache.limits = {offer_id: (version, *fresh[offer_id]) if offer_id in fresh
+                        else known.get(offer_id, (version, None, None))
+                        for offer_id, version in versions.items()}
+        return _lowest_per_volunteer((volunteer, limit) for _, volunteer, limit
+                                     in cache.limits.values())
+
+    def _stated_limits(self, offer_ids: Sequence[str]
+                       ) -> dict[str, tuple[str | None, float | None]]:
+        """(volunteer, weekly hour limit) each of these offers states, if active and a
+        volunteer's."""
         volunteer = offers.c.payload["volunteer_id"].as_string()
         limit = offers.c.payload["weekly_hour_limit"].as_float()
-        lowest: dict[str, float] = {}
-        for chunk in _chunks(sorted(set(offer_ids))):
-            for volunteer_id, hours in self.conn.execute(
-                    select(volunteer, func.min(limit)).where(
+        return {offer_id: (volunteer_id, hours) for chunk in _chunks(offer_ids)
+                for offer_id, volunteer_id, hours in self.conn.execute(
+                    select(offers.c.offer_id, volunteer, limit).where(
                         offers.c.offer_id.in_(chunk), offers.c.status == "active",
-                        offers.c.kind == "volunteer").group_by(volunteer)):
-                lowest[volunteer_id] = min(float(hours), lowest.get(volunteer_id, float(hours)))
-        return lowest
+                        offers.c.kind == "volunteer"))}
 
     def volunteer_history(self, shard: str | None = None, *, now: datetime | None = None
                           ) -> set[tuple[str, str]]:
@@ -960,6 +978,16 @@ def _item_rows(*conditions: Any) -> Any:
         .where(*conditions)
         .order_by(need_items.c.case_id, need_items.c.item_id)
     )
+
+
+def _lowest_per_volunteer(limits: Iterable[tuple[str | None, float | None]]
+                          ) -> dict[str, float]:
+    """The lowest of the limits stated for each volunteer."""
+    lowest: dict[str, float] = {}
+    for volunteer, limit in limits:
+        if volunteer is not None and limit is not None:
+            lowest[volunteer] = min(float(limit), lowest.get(volunteer, float(limit)))
+    return lowest
 
 
 def next_revision(conn: Connection) -> int:
