@@ -732,7 +732,7 @@ class Store:
 
     def proposals_revision(self) -> int:
         """The revision of the last write of proposals this transaction sees."""
-        return proposals_revision(self.conn)
+        return int(self.conn.execute(select(proposal_revision.c.revision)).scalar_one())
 
     def proposals_changed_since(self, revision: int
                                 ) -> list[tuple[str, str, str | None, str | None]]:
@@ -996,11 +996,6 @@ def next_revision(conn: Connection) -> int:
     return int(conn.execute(update(proposal_revision).values(
         revision=proposal_revision.c.revision + 1).returning(
         proposal_revision.c.revision)).scalar_one())
-
-
-def proposals_revision(conn: Connection) -> int:
-    """The revision of the last write of proposals this transaction sees."""
-    return int(conn.execute(select(proposal_revision.c.revision)).scalar_one())
 
 
 def _chunks(ids: Sequence[str], size: int = 5000) -> Iterator[Sequence[str]]:
