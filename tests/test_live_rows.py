@@ -75,3 +75,30 @@ def test_a_new_limit_on_an_offer_that_is_over_counts_through_the_cache(
     assert limits() == {"vol-v1": 2.0}
     engine.ingest(f.parse(f.withdrawal("v1", "p1", version=3)), topic="test")
     assert limits() == {}
+
+
+def test_a_forecast_window_sliding_forward_reads_what_a_fresh_read_gives(
+        sqlite_db: Engine) -> None:
+    """The window of past cases a forecast repeats slides with the clock; read through the
+    cache, it holds exactly the items a whole read of the window gives, in the same order."""
+    engine = MatchingEngine(db=sqlite_db, topics=Topics("t"), clock=lambda: NOW)
+    first = NOW - timedelta(days=2)
+    for event in [*f.hierarchy(), f.partner("p1")]:
+        engine.ingest(f.parse(event), topic="test")
+    for n in range(100):  # a case every 25 minutes, of urgency 1 to 5
+        event = f.case(f"c{n:03}", items=[f.item("i1", urgency=1 + n % 5),
+                                          f.item("i2", urgency=1 + (n + 2) % 5)])
+        event["occurred_at"] = (first + timedelta(minutes=25 * n)).isoformat()
+        engine.ingest(f.parse(event), topic="test")
+    engine.ingest(f.parse(f.closure("c010")), topic="test")  # whatever became of it
+    cache = LiveRows()
+    start = first - timedelta(hours=2)
+    for step_min in [0, 7, 1, 55, 200, 13, 61, 0, 300, 30, 90, 400, 25, 1]:
+        start += timedelta(minutes=step_min)
+        end = start + timedelta(hours=6)
+        with snapshot(sqlite_db) as store:
+            cached = store.items_opened_between("centre", start, end, min_urgency=3,
+                                                cache=cache)
+            fresh = store.items_opened_between("centre", start, end, min_urgency=3)
+        assert cached == fresh
+    assert cached, "the window ends among the cases"

@@ -196,7 +196,8 @@ def read_live_inputs(store: Store, shard: str, now: datetime,
                             service_travel_km=service_travel_km),
         expected=[] if reserve is None or not reserve.active else still_to_come(
             expected_items(store.items_opened_between(
-                shard, *reserve.seen_between(now), min_urgency=reserve.min_urgency), reserve),
+                shard, *reserve.seen_between(now), min_urgency=reserve.min_urgency,
+                cache=cache), reserve),
             items, now),
     )
 

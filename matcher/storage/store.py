@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import cache
 from typing import Any, NamedTuple
 
@@ -87,6 +87,11 @@ def hours_given(visits: Iterable[GivenVisit]) -> list[tuple[str, float, float]]:
     return [(visit.volunteer_id, visit.start, visit.hours) for visit in visits]
 
 
+# How far a forecast's window slides on from one whole read (edits of its cases are seen
+# then).
+REREAD_OPENED_EVERY = timedelta(hours=1)
+
+
 @dataclass
 class LiveRows:
     """A shard's live item and offer rows as the last batch read them, by the version that
@@ -98,6 +103,20 @@ class LiveRows:
     offers: dict[str, OfferRow] = field(default_factory=dict)
     # (version, volunteer, weekly hour limit) of the other offers giving this week's hours.
     limits: dict[str, tuple[int, str | None, float | None]] = field(default_factory=dict)
+    # Items opened in the window a forecast repeats, as last read (see `items_opened_between`).
+    opened: OpenedWindow | None = None
+
+
+@dataclass
+class OpenedWindow:
+    """Items opened in [start, end) at least `min_urgency` urgent, by (case, item), and the
+    start of the window when it was last read whole."""
+
+    start: datetime
+    end: datetime
+    min_urgency: int
+    read_from: datetime
+    rows: dict[tuple[str, str], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -496,12 +515,35 @@ class Store:
         return [row for _, row in rows.values()]
 
     def items_opened_between(self, shard: str, start: datetime, end: datetime, *,
-                             min_urgency: int) -> list[dict[str, Any]]:
+                             min_urgency: int, cache: LiveRows | None = None
+                             ) -> list[dict[str, Any]]:
         """Items of the shard's cases opened in [start, end) at least this urgent, whatever
-        became of them, as `live_items` gives rows (a forecast repeats them)."""
-        return self._decoded_items(_item_rows(
-            cases.c.shard == shard, cases.c.opened_at >= start, cases.c.opened_at < end,
-            need_items.c.urgency >= min_urgency))
+        became of them, as `live_items` gives rows (a forecast repeats them).
+
+        With a `cache`, a window that slid forward since the last read reads only the
+        cases opened since its old end. The window is in the past, so its cases are all
+        known; only an edit of one of them is missed, until the hourly whole read."""
+        def read(since: datetime) -> list[dict[str, Any]]:
+            return self._decoded_items(_item_rows(
+                cases.c.shard == shard, cases.c.opened_at >= since, cases.c.opened_at < end,
+                need_items.c.urgency >= min_urgency))
+
+        if cache is None:
+            return read(start)
+        known = cache.opened
+        if (known is None or known.min_urgency != min_urgency or start < known.start
+                or end < known.end or known.end < start
+                or start - known.read_from >= REREAD_OPENED_EVERY):
+            cache.opened = known = OpenedWindow(start=start, end=end, min_urgency=min_urgency,
+                                                read_from=start, rows={})
+            fresh = read(start)
+        else:
+            fresh = read(known.end)
+            known.rows = {key: row for key, row in known.rows.items()
+                          if row["opened_at"] >= start}
+            known.start, known.end = start, end
+        known.rows.update(((row["case_id"], row["item_id"]), row) for row in fresh)
+        return [known.rows[key] for key in sorted(known.rows)]
 
     def _decoded_items(self, query: Any) -> list[dict[str, Any]]:
         """Item rows with each case's beneficiary decoded once, narrowed to what matching
