@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 from matcher.services.engine import MatchingEngine
 from matcher.services.matching import read_live_inputs
 from matcher.storage.store import LiveRows, snapshot, unit_of_work
+from matcher.storage.tables import need_items
 from schemas.topics import Topics
 from tests import factories as f
 
@@ -102,3 +103,53 @@ def test_a_forecast_window_sliding_forward_reads_what_a_fresh_read_gives(
             fresh = store.items_opened_between("centre", start, end, min_urgency=3)
         assert cached == fresh
     assert cached, "the window ends among the cases"
+
+
+def test_what_time_takes_out_of_play_leaves_the_cache_as_it_leaves_a_fresh_read(
+        sqlite_db: Engine) -> None:
+    """Nothing is written when an offer's hours are over or an item's deadline passes; the
+    rows read through the cache still lose them exactly when a fresh read does."""
+    now = [NOW]
+    engine = MatchingEngine(db=sqlite_db, topics=Topics("t"), clock=lambda: now[0])
+    for event in [*f.hierarchy(), f.partner("p1")]:
+        engine.ingest(f.parse(event), topic="test")
+    # Ends within the hour after the first read, so they fall between whole reads.
+    for n, (offer_end, deadline) in enumerate([(10, 10.25), (10.5, 10.75), (12.1, 12.1),
+                                               (20, 21)]):
+        engine.ingest(f.parse(f.volunteer_offer(f"v{n}", "p1", start=9, end=offer_end)),
+                      topic="test")
+        engine.ingest(f.parse(f.case(f"c{n}", items=[f.item("i1", start=8, end=deadline)])),
+                      topic="test")
+    cache = LiveRows()
+    seen = []
+    for hour in [9.9, 10.1, 10.3, 10.6, 10.8, 11.95, 12.05, 12.15, 20.5, 21.5]:
+        now[0] = NOW + timedelta(hours=hour)
+        if hour == 12.05:
+            engine.ingest(f.parse(f.case("c9", items=[f.item("i1", start=8, end=18)])),
+                          topic="test")
+        with snapshot(sqlite_db) as store:
+            cached = read_live_inputs(store, f.CENTRE, now[0], cache=cache)
+            assert cached == read_live_inputs(store, f.CENTRE, now[0])
+        seen.append((len(cached.offers), len(cached.items)))
+    assert seen[0] == (4, 4) and seen[-1] == (0, 0)
+
+
+def test_a_write_that_took_no_revision_is_read_at_the_hourly_whole_read(
+        sqlite_db: Engine) -> None:
+    """The hourly whole read bounds the harm of a writer that forgot to take a revision."""
+    engine = MatchingEngine(db=sqlite_db, topics=Topics("t"), clock=lambda: NOW)
+    for event in [*f.hierarchy(), f.partner("p1"), f.case("c1")]:
+        engine.ingest(f.parse(event), topic="test")
+    cache = LiveRows()
+
+    def reason(minutes: float) -> object:
+        with snapshot(sqlite_db) as store:
+            [item] = read_live_inputs(store, f.CENTRE, NOW + timedelta(minutes=minutes),
+                                      cache=cache).items
+        return item["unmatched_reason"]
+
+    assert reason(0) is None
+    with unit_of_work(sqlite_db) as store:
+        store.conn.execute(need_items.update().values(unmatched_reason="written behind"))
+    assert reason(59) is None
+    assert reason(61) == "written behind"

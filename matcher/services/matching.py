@@ -173,10 +173,12 @@ def read_live_inputs(store: Store, shard: str, now: datetime,
                      holdings: Holdings | None = None) -> LiveInputs:
     """Only what can still be matched: items before their deadline, offers still live, and
     visits that still occupy a volunteer's future or count against this week's hours;
-    nothing that grows with history. With the shard's `cache` (kept by the caller from
-    batch to batch), item and offer rows whose version has not changed are not decoded
-    again; with its `holdings`, only the proposals written since its last batch are read."""
+    nothing that grows with history. With the shard's `cache` and `holdings` (kept by the
+    caller from batch to batch), only the items, offers and proposals written since its
+    last batch are read."""
     this_week = week_start(week_of(now, timezone), timezone)
+    if cache is not None:
+        cache.read_whole_if_due(now)
     offers = store.active_offers(shard, now=now, cache=cache)
     items = store.live_items(shard, now=now, cache=cache)
     sums = proposal_sums(store, shard, now=now, since=this_week) if holdings is None else \

@@ -305,7 +305,8 @@ def case_view(store: Store, coordinator: Coordinator, case_id: str, *,
         raise NotFoundHere(f"case '{case_id}'")
     require_case_in_jurisdiction(store, coordinator, case.grid_id, f"case '{case_id}'")
     items = [dict(r._mapping) for r in store.conn.execute(
-        select(need_items).where(need_items.c.case_id == case_id).order_by(need_items.c.item_id)
+        select(*(c for c in need_items.c if c.name != "revision"))
+        .where(need_items.c.case_id == case_id).order_by(need_items.c.item_id)
     )]
     rows = list(store.conn.execute(
         _proposal_query().where(proposals.c.case_id == case_id)

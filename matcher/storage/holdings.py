@@ -4,7 +4,7 @@ A batch reads what holding proposals take of the live offers and serve of the li
 which offers were turned down for which items, the volunteers' promised and given visits,
 and which volunteers met which beneficiaries. Each of these is a sum over proposals by one
 key: offer, case, volunteer or beneficiary. Every write of a proposal stamps the row with a
-revision (`tables.proposal_revision`), so a batch reads the keys of the proposals written
+revision (`tables.write_revision`), so a batch reads the keys of the proposals written
 since its last read, and reads again only those keys and the ones that became live. The
 rest comes from the last batch. Keys that are no longer live are dropped, so the cache never
 grows with history.
@@ -74,7 +74,7 @@ class Holdings:
              offer_ids: Sequence[str], items: Sequence[dict[str, Any]]) -> ProposalSums:
         """The sums for these live offers and items, reading only what changed since the
         last read (`since`: the start of this week)."""
-        revision = store.proposals_revision()
+        revision = store.current_revision()
         if (self.revision < 0 or self.since != since or self.read_at is None
                 or now - self.read_at >= REREAD_EVERY):
             self._read_all(store, now=now, since=since)

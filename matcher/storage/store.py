@@ -38,8 +38,8 @@ from matcher.storage.tables import (
     offers,
     outbox,
     partners,
-    proposal_revision,
     proposals,
+    write_revision,
 )
 from schemas.matches import ProposalStatus
 
@@ -87,35 +87,47 @@ def hours_given(visits: Iterable[GivenVisit]) -> list[tuple[str, float, float]]:
     return [(visit.volunteer_id, visit.start, visit.hours) for visit in visits]
 
 
-# How far a forecast's window slides on from one whole read (edits of its cases are seen
-# then).
-REREAD_OPENED_EVERY = timedelta(hours=1)
+# How long a shard's batches go on reading only what was written since, from one whole read.
+WHOLE_READ_EVERY = timedelta(hours=1)
 
 
 @dataclass
 class LiveRows:
-    """A shard's live item and offer rows as the last batch read them, by the version that
-    wrote them: the next batch reads only keys and versions, and decodes again only rows
-    that are new or whose case or offer has a new version since (a row changes only with
-    its version, apart from an item's unmatched reason, which is read every time)."""
+    """A shard's live item and offer rows as its last batch read them.
 
-    items: dict[tuple[str, str], tuple[int, dict[str, Any]]] = field(default_factory=dict)
-    offers: dict[str, OfferRow] = field(default_factory=dict)
-    # (version, volunteer, weekly hour limit) of the other offers giving this week's hours.
-    limits: dict[str, tuple[int, str | None, float | None]] = field(default_factory=dict)
+    Every write of an offer or an item (or its case) takes a revision (`tables.write_revision`),
+    so the next batch reads only the rows written since, and drops from the rest what time
+    took out of play: items past their deadline, offers over. Once an hour everything is read
+    again; the rows do not need it, it bounds the harm of a writer that forgot a revision.
+    """
+
+    items: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    items_revision: int = -1
+    # Each offer with the moment it stops being live.
+    offers: dict[str, tuple[datetime | None, OfferRow]] = field(default_factory=dict)
+    offers_revision: int = -1
+    # (volunteer, weekly hour limit) of the other offers giving this week's hours.
+    limits: dict[str, tuple[str | None, float | None]] = field(default_factory=dict)
+    limits_revision: int = -1
     # Items opened in the window a forecast repeats, as last read (see `items_opened_between`).
     opened: OpenedWindow | None = None
+    read_whole_at: datetime | None = None
+
+    def read_whole_if_due(self, now: datetime) -> None:
+        """Forget what was read, once an hour, so that the next reads are whole."""
+        if self.read_whole_at is None or now - self.read_whole_at >= WHOLE_READ_EVERY:
+            self.items_revision = self.offers_revision = self.limits_revision = -1
+            self.opened = None
+            self.read_whole_at = now
 
 
 @dataclass
 class OpenedWindow:
-    """Items opened in [start, end) at least `min_urgency` urgent, by (case, item), and the
-    start of the window when it was last read whole."""
+    """Items opened in [start, end) at least `min_urgency` urgent, by (case, item)."""
 
     start: datetime
     end: datetime
     min_urgency: int
-    read_from: datetime
     rows: dict[tuple[str, str], dict[str, Any]]
 
 
@@ -200,7 +212,7 @@ _SEEN = select(audit_log.c.event_id).where(audit_log.c.event_id.in_(bindparam("i
 _PARTNER_HOME = select(partners.c.home_node_id).where(
     partners.c.partner_id == bindparam("k_partner_id"))
 _CLOSE_ITEMS = update(need_items).where(need_items.c.case_id == bindparam("k_case_id")).values(
-    status="closed")
+    status="closed", revision=bindparam("k_revision"))
 
 
 class Store:
@@ -292,6 +304,10 @@ class Store:
     def flush(self) -> None:
         """Write what was held back, one statement per table: new offers, new cases and
         their items, audit rows. Call it before any statement that may read them directly."""
+        if self._new_offers or self._new_items:
+            revision = next_revision(self.conn)
+            for row in [*self._new_offers.values(), *self._new_items]:
+                row["revision"] = revision
         for table, rows in ((offers, list(self._new_offers.values())),
                             (cases, list(self._new_cases.values())),
                             (need_items, self._new_items), (audit_log, self._audit)):
@@ -378,19 +394,21 @@ class Store:
         if new:
             self._new_offers[offer_id] = {"offer_id": offer_id, **values}
         else:
-            self._upsert(offers, {"offer_id": offer_id}, values)
+            self._upsert(offers, {"offer_id": offer_id},
+                         {**values, "revision": next_revision(self.conn)})
 
     def withdraw_offer(self, offer_id: str, *, version: int, at: datetime) -> None:
         """Mark an offer withdrawn."""
         self.conn.execute(
             update(offers).where(offers.c.offer_id == offer_id)
-            .values(status="withdrawn", version=version, updated_at=at)
+            .values(status="withdrawn", version=version, updated_at=at,
+                    revision=next_revision(self.conn))
         )
 
     def active_offers(self, shard: str | None = None, *, now: datetime | None = None,
                       cache: LiveRows | None = None) -> list[OfferRow]:
         """Active offers, of one shard or all; with `now`, only those still matchable; with a
-        `cache`, rows of unchanged versions come from it (and it is brought up to date)."""
+        `cache`, only the offers written since its last read are read (see `LiveRows`)."""
         conditions = [offers.c.status == "active"]
         if shard is not None:
             conditions.append(offers.c.shard == shard)
@@ -400,17 +418,24 @@ class Store:
         if cache is None:
             rows = self.conn.execute(query.order_by(offers.c.offer_id))
             return [OfferRow(*r) for r in rows]
-        keys = self.conn.execute(select(offers.c.offer_id, offers.c.version).where(
-            *conditions).order_by(offers.c.offer_id)).all()
-        known = cache.offers
-        changed = [offer_id for offer_id, version in keys
-                   if (row := known.get(offer_id)) is None or row.version != version]
-        fresh = {r.offer_id: r for chunk in _chunks(changed) for r in (
-            OfferRow(*row) for row in self.conn.execute(
-                query.where(offers.c.offer_id.in_(chunk))))}
-        cache.offers = {offer_id: fresh.get(offer_id) or known[offer_id]
-                        for offer_id, _ in keys}
-        return list(cache.offers.values())
+        revision = self.current_revision()
+        with_end = query.add_columns(offers.c.live_until)
+        if cache.offers_revision < 0:
+            cache.offers = {}
+            fresh = self.conn.execute(with_end).all()
+        else:
+            changed = sorted(self.written_since(offers, cache.offers_revision))
+            for offer_id in changed:
+                cache.offers.pop(offer_id, None)
+            fresh = [row for chunk in _chunks(changed) for row in self.conn.execute(
+                with_end.where(offers.c.offer_id.in_(chunk)))]
+            if now is not None:
+                cache.offers = {offer_id: kept for offer_id, kept in cache.offers.items()
+                                if kept[0] is None or kept[0] > now}
+        cache.offers.update((row.offer_id, (row.live_until, OfferRow(*row[:-1])))
+                            for row in fresh)
+        cache.offers_revision = revision
+        return [cache.offers[offer_id][1] for offer_id in sorted(cache.offers)]
 
     def partner_offers(self, partner_id: str, *, limit: int) -> list[OfferRow]:
         """A partner's offers, newest first (active and withdrawn)."""
@@ -449,19 +474,20 @@ class Store:
                                    for item in items)
             return
         created = self._upsert(cases, {"case_id": case_id}, values, on_create={"opened_at": at})
+        revision = next_revision(self.conn)  # the case's changes reach all of its items
         if not created:
-            self.conn.execute(_CLOSE_ITEMS, {"k_case_id": case_id})
+            self.conn.execute(_CLOSE_ITEMS, {"k_case_id": case_id, "k_revision": revision})
         for item in items:
             self._upsert(need_items, {"case_id": case_id, "item_id": item["item_id"]},
                          {**{k: v for k, v in item.items() if k != "item_id"},
-                          "status": "open"})
+                          "status": "open", "revision": revision})
 
     def close_case(self, case_id: str, *, version: int, at: datetime) -> None:
         """Mark a case and all its items closed."""
         self.conn.execute(update(cases).where(cases.c.case_id == case_id)
                           .values(status="closed", version=version, updated_at=at))
         self.conn.execute(update(need_items).where(need_items.c.case_id == case_id)
-                          .values(status="closed"))
+                          .values(status="closed", revision=next_revision(self.conn)))
 
     def open_items(self, shard: str | None = None, *, now: datetime | None = None
                    ) -> list[dict[str, Any]]:
@@ -486,33 +512,30 @@ class Store:
         matching reads of it (`MATCHED_BENEFICIARY`), decoded once per case and shared by its
         items (a district batch reads ~100k items; their sensitive attributes never enter
         it), and the item's status and case's shard, known here, are left out. With a
-        `cache`, rows whose case has the same version come from it (see `LiveRows`)."""
+        `cache`, only the items written since its last read are read (see `LiveRows`)."""
         live = (need_items.c.status == "open", cases.c.status == "open",
                 cases.c.shard == shard, need_items.c.deadline > now)
         query = _item_rows(*live)
         if cache is None:
             return self._decoded_items(query)
-        keys = self.conn.execute(
-            select(need_items.c.case_id, need_items.c.item_id, cases.c.version,
-                   need_items.c.unmatched_code, need_items.c.unmatched_reason)
-            .join(cases, cases.c.case_id == need_items.c.case_id).where(*live)
-            .order_by(need_items.c.case_id, need_items.c.item_id)).all()
-        known = cache.items
-        changed = sorted({case for case, item, version, _, _ in keys
-                          if known.get((case, item), (None,))[0] != version})
-        fresh = {(i["case_id"], i["item_id"]): i for chunk in _chunks(changed)
-                 for i in self._decoded_items(query.where(need_items.c.case_id.in_(chunk)))}
-        rows: dict[tuple[str, str], tuple[int, dict[str, Any]]] = {}
-        for case, item, version, code, reason in keys:
-            key = (case, item)
-            row = fresh.get(key)
-            if row is None:
-                row = known[key][1]
-                if (row["unmatched_code"], row["unmatched_reason"]) != (code, reason):
-                    row = {**row, "unmatched_code": code, "unmatched_reason": reason}
-            rows[key] = (version, row)
-        cache.items = rows
-        return [row for _, row in rows.values()]
+        revision = self.current_revision()
+        if cache.items_revision < 0:
+            cache.items = {}
+            fresh = self._decoded_items(query)
+        else:
+            changed = self.conn.execute(select(need_items.c.case_id, need_items.c.item_id)
+                                        .where(need_items.c.revision > cache.items_revision)
+                                        ).all()
+            for case_id, item_id in changed:
+                cache.items.pop((case_id, item_id), None)
+            fresh = [item for chunk in _chunks(sorted({case for case, _ in changed}))
+                     for item in self._decoded_items(query.where(
+                         need_items.c.case_id.in_(chunk)))]
+            cache.items = {key: item for key, item in cache.items.items()
+                           if item["deadline"] > now}
+        cache.items.update(((item["case_id"], item["item_id"]), item) for item in fresh)
+        cache.items_revision = revision
+        return [cache.items[key] for key in sorted(cache.items)]
 
     def items_opened_between(self, shard: str, start: datetime, end: datetime, *,
                              min_urgency: int, cache: LiveRows | None = None
@@ -522,7 +545,8 @@ class Store:
 
         With a `cache`, a window that slid forward since the last read reads only the
         cases opened since its old end. The window is in the past, so its cases are all
-        known; only an edit of one of them is missed, until the hourly whole read."""
+        known; only an edit of one of them is missed, until the hourly whole read
+        (`LiveRows.read_whole_if_due`)."""
         def read(since: datetime) -> list[dict[str, Any]]:
             return self._decoded_items(_item_rows(
                 cases.c.shard == shard, cases.c.opened_at >= since, cases.c.opened_at < end,
@@ -532,10 +556,9 @@ class Store:
             return read(start)
         known = cache.opened
         if (known is None or known.min_urgency != min_urgency or start < known.start
-                or end < known.end or known.end < start
-                or start - known.read_from >= REREAD_OPENED_EVERY):
+                or end < known.end or known.end < start):
             cache.opened = known = OpenedWindow(start=start, end=end, min_urgency=min_urgency,
-                                                read_from=start, rows={})
+                                                rows={})
             fresh = read(start)
         else:
             fresh = read(known.end)
@@ -566,7 +589,8 @@ class Store:
     def case_items(self, case_id: str) -> dict[str, dict[str, Any]]:
         """The open items of a case as they were saved, by item id."""
         fields = [c.name for c in need_items.columns
-                  if c.name not in ("case_id", "status", "unmatched_code", "unmatched_reason")]
+                  if c.name not in ("case_id", "status", "unmatched_code", "unmatched_reason",
+                                    "revision")]
         if case_id in self._new_cases:
             return {item["item_id"]: {name: item[name] for name in fields}
                     for item in self._new_items if item["case_id"] == case_id}
@@ -772,9 +796,14 @@ class Store:
                                                 ProposalStatus.FULFILLED.value]),
                         proposals.c.volunteer_id.is_not(None)).distinct())}
 
-    def proposals_revision(self) -> int:
-        """The revision of the last write of proposals this transaction sees."""
-        return int(self.conn.execute(select(proposal_revision.c.revision)).scalar_one())
+    def written_since(self, table: Table, revision: int) -> set[str]:
+        """Ids of the offers (or of the cases of the items) written after this revision."""
+        key = table.c.offer_id if table is offers else table.c.case_id
+        return set(self.conn.execute(select(key).where(table.c.revision > revision)).scalars())
+
+    def current_revision(self) -> int:
+        """The revision of the last write of proposals, offers or items this transaction sees."""
+        return int(self.conn.execute(select(write_revision.c.revision)).scalar_one())
 
     def proposals_changed_since(self, revision: int
                                 ) -> list[tuple[str, str, str | None, str | None]]:
@@ -843,15 +872,15 @@ class Store:
         ids = sorted(set(offer_ids))
         if cache is None:
             return _lowest_per_volunteer(self._stated_limits(ids).values())
-        versions = self.offer_versions(ids)
-        known = cache.limits
-        fresh = self._stated_limits([offer_id for offer_id, version in versions.items()
-                                     if known.get(offer_id, (None,))[0] != version])
-        cache.limits = {offer_id: (version, *fresh[offer_id]) if offer_id in fresh
-                        else known.get(offer_id, (version, None, None))
-                        for offer_id, version in versions.items()}
-        return _lowest_per_volunteer((volunteer, limit) for _, volunteer, limit
-                                     in cache.limits.values())
+        revision = self.current_revision()
+        known = {} if cache.limits_revision < 0 else cache.limits
+        changed = self.written_since(offers, cache.limits_revision) if known else set()
+        stale = [offer_id for offer_id in ids if offer_id in changed or offer_id not in known]
+        fresh = self._stated_limits(stale)
+        cache.limits = {offer_id: fresh.get(offer_id, (None, None)) if offer_id in stale
+                        else known[offer_id] for offer_id in ids}
+        cache.limits_revision = revision
+        return _lowest_per_volunteer(cache.limits.values())
 
     def _stated_limits(self, offer_ids: Sequence[str]
                        ) -> dict[str, tuple[str | None, float | None]]:
@@ -894,7 +923,8 @@ class Store:
         self.conn.execute(
             update(need_items)
             .where(and_(need_items.c.case_id == case_id, need_items.c.item_id == item_id))
-            .values(unmatched_code=code, unmatched_reason=reason, unmatched_taken_by=taken_by)
+            .values(unmatched_code=code, unmatched_reason=reason, unmatched_taken_by=taken_by,
+                    revision=next_revision(self.conn))
         )
 
     def set_unmatched_many(
@@ -903,12 +933,13 @@ class Store:
         executemany)."""
         if not rows:
             return
+        revision = next_revision(self.conn)
         self.conn.execute(
             update(need_items)
             .where(and_(need_items.c.case_id == bindparam("b_case"),
                         need_items.c.item_id == bindparam("b_item")))
             .values(unmatched_code=bindparam("b_code"), unmatched_reason=bindparam("b_reason"),
-                    unmatched_taken_by=bindparam("b_taken_by")),
+                    unmatched_taken_by=bindparam("b_taken_by"), revision=revision),
             [{"b_case": case, "b_item": item, "b_code": code, "b_reason": reason,
               "b_taken_by": taken_by} for case, item, code, reason, taken_by in rows],
         )
@@ -1013,7 +1044,8 @@ def _item_rows(*conditions: Any) -> Any:
     """Item rows as a batch reads them, with their case's grid, beneficiary, opening and
     version (not the item's status), of the items meeting the conditions, ordered by case."""
     return (
-        select(*(c for c in need_items.c if c.name != "status"), cases.c.grid_id,
+        select(*(c for c in need_items.c if c.name not in ("status", "revision")),
+               cases.c.grid_id,
                cast(cases.c.beneficiary, Text).label("beneficiary"), cases.c.opened_at,
                cases.c.version.label("case_version"))
         .join(cases, cases.c.case_id == need_items.c.case_id)
@@ -1033,11 +1065,11 @@ def _lowest_per_volunteer(limits: Iterable[tuple[str | None, float | None]]
 
 
 def next_revision(conn: Connection) -> int:
-    """The revision for a write of proposals in this transaction (see `proposal_revision`):
-    taking it locks the counter until the transaction ends."""
-    return int(conn.execute(update(proposal_revision).values(
-        revision=proposal_revision.c.revision + 1).returning(
-        proposal_revision.c.revision)).scalar_one())
+    """The revision for a write of proposals, offers or need items in this transaction (see
+    `write_revision`): taking it locks the counter until the transaction ends."""
+    return int(conn.execute(update(write_revision).values(
+        revision=write_revision.c.revision + 1).returning(
+        write_revision.c.revision)).scalar_one())
 
 
 def _chunks(ids: Sequence[str], size: int = 5000) -> Iterator[Sequence[str]]:

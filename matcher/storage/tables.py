@@ -114,8 +114,12 @@ offers = Table(
     Column("updated_at", UtcDateTime, nullable=False),
     # When the offer stops being matchable (last window or slot over, or expired); NULL: never.
     Column("live_until", UtcDateTime, nullable=True),
+    # The revision of the write that last changed the row (`write_revision`): a batch
+    # reads only the rows changed since its last one.
+    Column("revision", BigInteger, nullable=False, server_default="0"),
     Index("ix_offers_shard_status", "shard", "status"),
     Index("ix_offers_shard_status_live", "shard", "status", "live_until"),
+    Index("ix_offers_revision", "revision"),
 )
 
 cases = Table(
@@ -158,8 +162,12 @@ need_items = Table(
     Column("unmatched_reason", Text, nullable=True),
     # For capacity_taken: who holds the capacity (more urgent cases, earlier commitments...).
     Column("unmatched_taken_by", String(40), nullable=True),
+    # The revision of the write that last changed the item or its case (`write_revision`):
+    # a batch reads only the items changed since its last one.
+    Column("revision", BigInteger, nullable=False, server_default="0"),
     # Batches read only items whose deadline is still ahead.
     Index("ix_need_items_status_deadline", "status", "deadline"),
+    Index("ix_need_items_revision", "revision"),
 )
 
 proposals = Table(
@@ -190,7 +198,7 @@ proposals = Table(
     # read by index instead of decoding offers and cases.
     Column("volunteer_id", String(80), nullable=True),
     Column("beneficiary", String(80), nullable=True),
-    # The revision of the write that last changed the row (`proposal_revision`): a batch
+    # The revision of the write that last changed the row (`write_revision`): a batch
     # reads only the rows changed since its last one.
     Column("revision", BigInteger, nullable=False, server_default="0"),
     Index("ix_proposals_item", "case_id", "item_id"),
@@ -203,11 +211,12 @@ proposals = Table(
     Index("ix_proposals_revision", "revision"),
 )
 
-# One row counting the writes of proposals. A write takes the next revision by updating the
-# row, which holds its lock until the transaction ends, so revisions become visible in the
-# order they were taken: a reader that sees revision N has seen every write up to N.
-proposal_revision = Table(
-    "proposal_revision",
+# One row counting the writes of proposals, offers and need items (their `revision`). A write
+# takes the next revision by updating the row, which holds its lock until the transaction ends,
+# so revisions become visible in the order they were taken: a reader that sees revision N has
+# seen every write up to N.
+write_revision = Table(
+    "write_revision",
     metadata,
     Column("id", Integer, primary_key=True),
     Column("revision", BigInteger, nullable=False),
