@@ -424,7 +424,7 @@ class Store:
             cache.offers = {}
             fresh = self.conn.execute(with_end).all()
         else:
-            changed = sorted(self.written_since(offers, cache.offers_revision))
+            changed = sorted(self.offers_written_since(cache.offers_revision))
             for offer_id in changed:
                 cache.offers.pop(offer_id, None)
             fresh = [row for chunk in _chunks(changed) for row in self.conn.execute(
@@ -796,10 +796,10 @@ class Store:
                                                 ProposalStatus.FULFILLED.value]),
                         proposals.c.volunteer_id.is_not(None)).distinct())}
 
-    def written_since(self, table: Table, revision: int) -> set[str]:
-        """Ids of the offers (or of the cases of the items) written after this revision."""
-        key = table.c.offer_id if table is offers else table.c.case_id
-        return set(self.conn.execute(select(key).where(table.c.revision > revision)).scalars())
+    def offers_written_since(self, revision: int) -> set[str]:
+        """Ids of the offers written after this revision."""
+        return set(self.conn.execute(select(offers.c.offer_id)
+                                     .where(offers.c.revision > revision)).scalars())
 
     def current_revision(self) -> int:
         """The revision of the last write of proposals, offers or items this transaction sees."""
@@ -874,7 +874,7 @@ class Store:
             return _lowest_per_volunteer(self._stated_limits(ids).values())
         revision = self.current_revision()
         known = {} if cache.limits_revision < 0 else cache.limits
-        changed = self.written_since(offers, cache.limits_revision) if known else set()
+        changed = self.offers_written_since(cache.limits_revision) if known else set()
         stale = [offer_id for offer_id in ids if offer_id in changed or offer_id not in known]
         fresh = self._stated_limits(stale)
         cache.limits = {offer_id: fresh.get(offer_id, (None, None)) if offer_id in stale
